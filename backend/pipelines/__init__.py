@@ -1,0 +1,9 @@
+"""Pipelines orchestrate: read inputs, call a model or solver, write outputs. No math lives here.
+
+Each pipeline is a plain function taking its arguments and a JobContext; COMMANDS maps the
+protocol's command names to them so the CLI and the service run exactly the same code.
+"""
+
+from .register import run_register
+
+COMMANDS = {"register": run_register}

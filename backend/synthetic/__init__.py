@@ -1,0 +1,1 @@
+"""Procedural test data with ground truth: deforming meshes whose true motion is known exactly."""

@@ -1,0 +1,144 @@
+#!/usr/bin/env python3
+"""Developer entry point (stdlib only): setup, test, demo, extension.
+
+    python3 build.py setup      # ./.venv with the backend, test and Blender (bpy) dependencies
+    python3 build.py test       # setup, then the whole test suite
+    python3 build.py demo       # setup, then the main job end to end in headless Blender
+    python3 build.py extension  # dist/actionmesh-<version>.zip, built and validated by Blender's tools
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+VENV_PY = VENV / "bin" / "python"
+# Blender 4.2 LTS as a second bpy, installed beside the venv's 5.0 and put first on PYTHONPATH
+# by the tests that run against it.
+BPY_42_DIR = VENV / "bpy-4.2"
+BPY_42 = "bpy==4.2.23"
+REQUIREMENTS = [ROOT / "backend" / "requirements.txt", ROOT / "tests" / "requirements.txt"]
+STAMP = VENV / ".setup-stamp"
+
+
+def _run(cmd: list, **kw) -> None:
+    print("+", " ".join(str(c) for c in cmd), flush=True)
+    subprocess.run([str(c) for c in cmd], check=True, **kw)
+
+
+def _python311() -> str:
+    if sys.version_info[:2] == (3, 11):
+        return sys.executable
+    found = shutil.which("python3.11")
+    if not found:
+        sys.exit("error: Python 3.11 is needed (bpy wheels exist only for it); install python3.11")
+    return found
+
+
+def _setup_fingerprint() -> str:
+    h = hashlib.sha256()
+    for req in REQUIREMENTS:
+        h.update(req.read_bytes())
+    h.update(BPY_42.encode())
+    return h.hexdigest()
+
+
+def setup() -> None:
+    """Create ./.venv and install everything; a no-op when nothing changed since the last run."""
+    fingerprint = _setup_fingerprint()
+    if VENV_PY.exists() and STAMP.exists() and STAMP.read_text() == fingerprint and BPY_42_DIR.is_dir():
+        return
+    if not VENV_PY.exists():
+        _run([_python311(), "-m", "venv", VENV])
+    pip = [VENV_PY, "-m", "pip", "install", "--disable-pip-version-check", "-q"]
+    args = []
+    for req in REQUIREMENTS:
+        args += ["-r", req]
+    _run(pip + args)
+    _run(pip + ["--no-deps", "--upgrade", "--target", BPY_42_DIR, BPY_42])
+    STAMP.write_text(fingerprint)
+
+
+def manifest() -> dict:
+    import tomllib  # 3.11+; imported late so an older python3 still reaches the version message
+
+    with open(ROOT / "blender_manifest.toml", "rb") as f:
+        return tomllib.load(f)
+
+
+def blender_ext_tool() -> Path:
+    """Blender's own extension builder/validator, shipped inside the bpy wheel."""
+    found = sorted(VENV.glob("lib/python3.11/site-packages/bpy/*/scripts/addons_core/bl_pkg/cli/blender_ext.py"))
+    if not found:
+        sys.exit("error: blender_ext.py not found in the bpy wheel; run `python3 build.py setup`")
+    return found[-1]
+
+
+def _copy_tree(src: Path, dst: Path) -> None:
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".*"), dirs_exist_ok=True)
+
+
+def extension() -> Path:
+    """Stage the add-on with the backend code beside it, then build and validate with Blender's tool."""
+    setup()
+    info = manifest()
+    stage = ROOT / "build" / "extension"
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir(parents=True)
+    _copy_tree(ROOT / "actionmesh_blender", stage)
+    _copy_tree(ROOT / "backend", stage / "backend")
+    for name in ("blender_manifest.toml", "LICENSE"):
+        shutil.copy2(ROOT / name, stage / name)
+    dist = ROOT / "dist"
+    dist.mkdir(exist_ok=True)
+    out = dist / f"{info['id']}-{info['version']}.zip"
+    out.unlink(missing_ok=True)
+    tool = blender_ext_tool()
+    _run([VENV_PY, tool, "build", "--source-dir", stage, "--output-filepath", out])
+    _run([VENV_PY, tool, "validate", out])
+    print(f"extension: {out}")
+    return out
+
+
+def test(pytest_args: list[str]) -> int:
+    setup()
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    return subprocess.run([str(VENV_PY), "-m", "pytest", "tests", *pytest_args], cwd=ROOT, env=env).returncode
+
+
+def demo() -> int:
+    zip_path = extension()
+    out = ROOT / "out" / "demo"
+    out.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1",
+               BLENDER_USER_RESOURCES=str(out / "blender_user"),
+               ACTIONMESH_BACKEND_PYTHON=str(VENV_PY))
+    return subprocess.run([str(VENV_PY), str(ROOT / "tools" / "blender_demo.py"), "--extension", str(zip_path),
+                           "--out", str(out)], cwd=ROOT, env=env).returncode
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["setup", "test", "demo", "extension"])
+    parser.add_argument("rest", nargs=argparse.REMAINDER, help="for test: extra pytest arguments")
+    args = parser.parse_args(argv)
+    if args.command == "setup":
+        setup()
+        return 0
+    if args.command == "test":
+        return test(args.rest)
+    if args.command == "demo":
+        return demo()
+    extension()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,217 @@
+"""The add-on in real Blender (bpy 5.0 and 4.2 LTS), installed from the built extension zip,
+driving a real backend subprocess on real files."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import trimesh
+
+from blender_harness import REPO, run_blender
+from sequences import bend, make_sequence
+
+PRELUDE = '''
+import importlib, json, os, signal, sys
+import bpy
+import numpy as np
+
+bpy.ops.extensions.package_install_files(filepath={zip!r}, repo="user_default", enable_on_install=True)
+PKG = "bl_ext.user_default.actionmesh"
+session = importlib.import_module(PKG + ".session")
+bpy.ops.wm.read_factory_settings(use_empty=True)
+assert PKG in bpy.context.preferences.addons, "extension not enabled"
+
+def result(**kw):
+    print("RESULT: " + json.dumps(kw))
+
+def generated_offsets(obj):
+    blocks = obj.data.shape_keys.key_blocks
+    basis = np.empty(len(obj.data.vertices) * 3, np.float32)
+    blocks["Basis"].points.foreach_get("co", basis)
+    out = []
+    for block in blocks:
+        if block.name.startswith("AM_"):
+            co = np.empty_like(basis)
+            block.points.foreach_get("co", co)
+            out.append((co - basis).reshape(-1, 3))
+    return np.stack(out)
+
+def snapshot(obj):
+    co = np.empty(len(obj.data.vertices) * 3, np.float32)
+    obj.data.vertices.foreach_get("co", co)
+    keys = obj.data.shape_keys
+    return {{"co": co.tolist(), "keys": [k.name for k in keys.key_blocks] if keys else [],
+            "frame_end": bpy.context.scene.frame_end, "actions": len(bpy.data.actions)}}
+
+def import_obj(path):
+    bpy.ops.wm.obj_import(filepath=path)
+    obj = bpy.context.selected_objects[0]
+    bpy.context.view_layer.objects.active = obj
+    return obj
+'''
+
+
+@pytest.fixture(scope="session")
+def extension_zip():
+    proc = subprocess.run([sys.executable, str(REPO / "build.py"), "extension"], cwd=REPO, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return str(next((REPO / "dist").glob("actionmesh-*.zip")))
+
+
+def cli_offsets(seq, out):
+    proc = subprocess.run([sys.executable, "-m", "backend", "register", "--reference", str(seq["reference"]),
+                           "--sequence", str(seq["sequence"]), "--out", str(out)], cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return np.load(out / "animation.npz")["offsets"]
+
+
+def test_operator_matches_cli_and_one_undo_removes_it(bpy_version, extension_zip, tmp_path):
+    seq = make_sequence(tmp_path, n_frames=5)
+    expected = cli_offsets(seq, tmp_path / "cli")
+    script = PRELUDE.format(zip=extension_zip) + f'''
+obj = import_obj({str(seq["reference"])!r})
+scene = bpy.context.scene
+scene.frame_start, scene.frame_end = 10, 12
+before = snapshot(obj)
+bpy.ops.ed.undo_push(message="before ActionMesh")
+status = bpy.ops.actionmesh.animate_from_sequence(directory={str(seq["sequence"])!r}, space="LOCAL")
+obj = bpy.data.objects[obj.name]
+offsets = generated_offsets(obj)
+names = [k.name for k in obj.data.shape_keys.key_blocks]
+after_end = scene.frame_end
+# The animation is live: the evaluated mesh at frame 10 + t is the reference plus offsets[t].
+live = []
+for t in range(len(offsets)):
+    scene.frame_set(10 + t)
+    ev = obj.evaluated_get(bpy.context.evaluated_depsgraph_get()).data
+    co = np.empty(len(ev.vertices) * 3, np.float32)
+    ev.vertices.foreach_get("co", co)
+    live.append(co.reshape(-1, 3))
+base = np.array(before["co"], np.float32).reshape(-1, 3)
+live_err = float(np.abs(np.stack(live) - (base + offsets)).max())
+bpy.ops.ed.undo()
+obj = bpy.data.objects[obj.name]
+result(status=sorted(status), offsets=offsets.tolist(), names=names, frame_end=after_end, live_err=live_err,
+       state=bpy.context.window_manager.actionmesh_job.status, undone=snapshot(obj), before=before)
+'''
+    r = run_blender(script, bpy_version, tmp_path=tmp_path)
+    assert r["status"] == ["FINISHED"], r["state"]
+    assert r["names"] == ["Basis"] + [f"AM_{t:03d}" for t in range(5)]
+    assert r["frame_end"] == 14
+    np.testing.assert_allclose(np.array(r["offsets"]), expected, atol=2e-4)
+    assert r["live_err"] < 1e-5
+    assert r["undone"] == r["before"], "one undo must remove the whole result"
+
+
+def test_panda_glb_with_y_up_sequence(bpy_version, extension_zip, tmp_path, shared_examples):
+    panda = shared_examples / "panda" / "panda.glb"
+    mesh = trimesh.load(panda, process=False, force="mesh")
+    seq_dir = tmp_path / "panda_seq"
+    seq_dir.mkdir()
+    frames = [bend(np.asarray(mesh.vertices), t) for t in np.linspace(0, 1, 4)]
+    for i, verts in enumerate(frames):
+        # Frames re-meshed by subdivision: another topology over the same moving surface.
+        v, f = trimesh.remesh.subdivide(verts, mesh.faces)
+        trimesh.Trimesh(v, f, process=False).export(seq_dir / f"panda_{i:02d}.glb")
+    np.save(tmp_path / "targets.npy", np.concatenate([f[None] for f in frames]))
+    script = PRELUDE.format(zip=extension_zip) + f'''
+bpy.ops.import_scene.gltf(filepath={str(panda)!r})
+obj = max((o for o in bpy.context.scene.objects if o.type == "MESH"), key=lambda o: len(o.data.vertices))
+bpy.context.view_layer.objects.active = obj
+uv_layers, materials = len(obj.data.uv_layers), [m.name for m in obj.data.materials]
+status = bpy.ops.actionmesh.animate_from_sequence(directory={str(seq_dir)!r}, space="WORLD_Y_UP")
+scene = bpy.context.scene
+to_y_up = np.array([[1, 0, 0], [0, 0, 1], [0, -1, 0]], np.float64)
+frames_world = []
+for t in range(4):
+    scene.frame_set(scene.frame_start + t)
+    ev = obj.evaluated_get(bpy.context.evaluated_depsgraph_get())
+    co = np.empty(len(ev.data.vertices) * 3, np.float32)
+    ev.data.vertices.foreach_get("co", co)
+    m = np.array(obj.matrix_world)
+    world = co.reshape(-1, 3) @ m[:3, :3].T + m[:3, 3]
+    frames_world.append((world @ to_y_up.T).tolist())
+result(status=sorted(status), error=bpy.context.window_manager.actionmesh_job.last_error,
+       frames=frames_world, uv_layers=[uv_layers, len(obj.data.uv_layers)],
+       materials=[materials, [m.name for m in obj.data.materials]])
+'''
+    r = run_blender(script, bpy_version, tmp_path=tmp_path)
+    assert r["status"] == ["FINISHED"], r["error"]
+    assert r["uv_layers"][0] == r["uv_layers"][1] >= 1 and r["materials"][0] == r["materials"][1]
+    from scipy.spatial import cKDTree
+
+    targets = np.load(tmp_path / "targets.npy")
+    diag = np.linalg.norm(np.ptp(targets[0], axis=0))
+    rest = np.array(r["frames"][0])
+    for t in range(1, 4):
+        tree = cKDTree(targets[t])
+        moved = tree.query(np.array(r["frames"][t]))[0].mean() / diag
+        still = tree.query(rest)[0].mean() / diag
+        assert moved < 0.01 and moved < 0.3 * still, (t, moved, still)
+
+
+def test_cancel_kill_and_bad_input_leave_scene_unchanged(bpy_version, extension_zip, tmp_path):
+    seq = make_sequence(tmp_path, n_frames=8)
+    bad = {}
+    for name in ("empty", "corrupt", "single", "nan"):
+        bad[name] = tmp_path / name
+        bad[name].mkdir()
+    (bad["corrupt"] / "a.ply").write_bytes((seq["sequence"] / "frame_000.ply").read_bytes())
+    (bad["corrupt"] / "b.ply").write_bytes(b"ply\nformat ascii 1.0\nelement vertex 3\nend_header\n1 2\n")
+    (bad["single"] / "a.ply").write_bytes((seq["sequence"] / "frame_000.ply").read_bytes())
+    (bad["nan"] / "a.ply").write_bytes((seq["sequence"] / "frame_000.ply").read_bytes())
+    (bad["nan"] / "b.obj").write_text("v nan 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n")
+    script = PRELUDE.format(zip=extension_zip) + f'''
+obj = import_obj({str(seq["reference"])!r})
+before = snapshot(obj)
+state = bpy.context.window_manager.actionmesh_job
+report = {{}}
+
+def run(directory, listener=None):
+    if listener:
+        session.listeners.append(listener)
+    try:
+        status = bpy.ops.actionmesh.animate_from_sequence(directory=directory)
+    finally:
+        session.listeners.clear()
+    return sorted(status), state.last_error, snapshot(bpy.data.objects[obj.name]) == before
+
+def cancel_at_register(job):
+    if job.stage == "register":
+        job.cancel()
+report["cancel"] = run({str(seq["sequence"])!r}, cancel_at_register)
+
+pids = []
+def kill_at_register(job):
+    if job.stage == "register" and not pids:
+        pids.append(job.backend.pid)
+        os.kill(job.backend.pid, signal.SIGKILL)
+report["kill"] = run({str(seq["sequence"])!r}, kill_at_register)
+for name, path in {json_bad}.items():
+    report[name] = run(path)
+report["after_restart"] = run({str(seq["sequence"])!r})
+report["restarted"] = session.backend_pid() not in (None, pids[0])
+pid = session.backend_pid()
+bpy.ops.preferences.addon_disable(module=PKG)
+import time
+time.sleep(0.5)
+try:
+    os.kill(pid, 0)
+    alive = True
+except ProcessLookupError:
+    alive = False
+report["backend_alive_after_disable"] = alive
+result(**report)
+'''.replace("{json_bad}", repr({k: str(v) for k, v in bad.items()}))
+    r = run_blender(script, bpy_version, tmp_path=tmp_path)
+    assert r["cancel"] == [["CANCELLED"], "", True]
+    assert r["kill"][0] == ["CANCELLED"] and "stopped unexpectedly" in r["kill"][1] and r["kill"][2]
+    assert r["empty"][0] == ["CANCELLED"] and "no mesh files" in r["empty"][1] and r["empty"][2]
+    assert "b.ply" in r["corrupt"][1] and r["corrupt"][2]
+    assert "only 1 frame" in r["single"][1] and r["single"][2]
+    assert "NaN" in r["nan"][1] and r["nan"][2]
+    assert r["after_restart"][0] == ["FINISHED"] and r["restarted"]
+    assert r["backend_alive_after_disable"] is False
