@@ -12,6 +12,7 @@ import itertools
 import json
 import os
 import queue
+import signal
 import subprocess
 import threading
 import time
@@ -105,10 +106,20 @@ class BackendProcess:
         return self._proc.poll() is None
 
     def describe_exit(self) -> str:
-        code = self._proc.poll()
+        try:
+            # The pipe closes a moment before the process is reaped; wait briefly for its status.
+            code = self._proc.wait(0.5)
+        except subprocess.TimeoutExpired:
+            code = None
+        if code is None:
+            state = "still running"
+        elif code < 0:
+            name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
+            state = f"killed by signal {name}" + (", perhaps out of memory" if name == "SIGKILL" else "")
+        else:
+            state = f"exit code {code}"
         tail = "\n".join(self.stderr_tail[-8:])
-        state = "still running" if code is None else f"exit code {code}"
-        return f"{state}" + (f"; last output:\n{tail}" if tail else "")
+        return state + (f"; last output:\n{tail}" if tail else "")
 
     def send(self, message: dict) -> None:
         if not self.alive():

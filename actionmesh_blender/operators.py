@@ -260,26 +260,64 @@ class ACTIONMESH_OT_setup_backend(bpy.types.Operator):
     bl_idname = "actionmesh.setup_backend"
     bl_label = "Set Up Backend"
 
+    @classmethod
+    def poll(cls, context):
+        return not session.busy()
+
+    def invoke(self, context, event):
+        if bpy.app.background:
+            return self.execute(context)
+        if not self._begin():
+            return {"CANCELLED"}
+        wm = context.window_manager
+        self._timer = wm.event_timer_add(0.5, window=context.window)
+        wm.modal_handler_add(self)
+        self.report({"INFO"}, "Setting up the ActionMesh backend; this takes several minutes")
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context, event):
+        if event.type != "TIMER":
+            return {"PASS_THROUGH"}
+        status = self._step()
+        if status is None:
+            return {"PASS_THROUGH"}
+        context.window_manager.event_timer_remove(self._timer)
+        return status
+
     def execute(self, context):
+        if not self._begin():
+            return {"CANCELLED"}
+        while (status := self._step()) is None:
+            time.sleep(0.5)
+        return status
+
+    def _begin(self) -> bool:
         if not bpy.app.online_access:
             self.report({"ERROR"}, "Online access is off (Preferences > System > Network); the backend "
                                    "setup downloads packages")
-            return {"CANCELLED"}
+            return False
         env_dir = default_env_python().parent.parent
         requirements = backend_source_root() / "backend" / "requirements.txt"
-        steps = [[sys.executable, "-m", "venv", str(env_dir)],
-                 [str(default_env_python()), "-m", "pip", "install", "-r", str(requirements)]]
-        wm = context.window_manager
-        wm.progress_begin(0, len(steps))
-        try:
-            for i, cmd in enumerate(steps):
-                proc = subprocess.run(cmd, capture_output=True, text=True)
-                if proc.returncode != 0:
-                    self.report({"ERROR"}, f"Backend setup failed at '{' '.join(cmd[1:4])}': "
-                                           f"{proc.stderr.strip()[-400:]}")
-                    return {"CANCELLED"}
-                wm.progress_update(i + 1)
-        finally:
-            wm.progress_end()
-        self.report({"INFO"}, f"Backend environment ready: {env_dir}")
-        return {"FINISHED"}
+        self._steps = [[sys.executable, "-m", "venv", str(env_dir)],
+                       [str(default_env_python()), "-m", "pip", "install", "-r", str(requirements)]]
+        self._log = user_dir() / "backend-setup.log"
+        self._proc = None
+        return True
+
+    def _step(self):
+        """Advance the install; None while it runs, else the operator's return set."""
+        if self._proc is not None:
+            code = self._proc.poll()
+            if code is None:
+                return None
+            self._proc = None
+            if code != 0:
+                tail = self._log.read_text(errors="replace")[-400:] if self._log.exists() else ""
+                self.report({"ERROR"}, f"Backend setup failed (log: {self._log}): {tail}")
+                return {"CANCELLED"}
+        if not self._steps:
+            self.report({"INFO"}, f"Backend environment ready: {default_env_python()}")
+            return {"FINISHED"}
+        with open(self._log, "a") as log:
+            self._proc = subprocess.Popen(self._steps.pop(0), stdout=log, stderr=subprocess.STDOUT)
+        return None

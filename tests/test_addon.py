@@ -16,10 +16,10 @@ import importlib, json, os, signal, sys
 import bpy
 import numpy as np
 
+bpy.ops.wm.read_factory_settings(use_empty=True)
 bpy.ops.extensions.package_install_files(filepath={zip!r}, repo="user_default", enable_on_install=True)
 PKG = "bl_ext.user_default.actionmesh"
 session = importlib.import_module(PKG + ".session")
-bpy.ops.wm.read_factory_settings(use_empty=True)
 assert PKG in bpy.context.preferences.addons, "extension not enabled"
 
 def result(**kw):
@@ -77,7 +77,9 @@ scene = bpy.context.scene
 scene.frame_start, scene.frame_end = 10, 12
 before = snapshot(obj)
 bpy.ops.ed.undo_push(message="before ActionMesh")
-status = bpy.ops.actionmesh.animate_from_sequence(directory={str(seq["sequence"])!r}, space="LOCAL")
+# EXEC_DEFAULT with undo=True: the undo push a click in the UI gets.
+status = bpy.ops.actionmesh.animate_from_sequence("EXEC_DEFAULT", True, directory={str(seq["sequence"])!r},
+                                                  space="LOCAL")
 obj = bpy.data.objects[obj.name]
 offsets = generated_offsets(obj)
 names = [k.name for k in obj.data.shape_keys.key_blocks]
@@ -92,8 +94,9 @@ for t in range(len(offsets)):
     live.append(co.reshape(-1, 3))
 base = np.array(before["co"], np.float32).reshape(-1, 3)
 live_err = float(np.abs(np.stack(live) - (base + offsets)).max())
+name = obj.name
 bpy.ops.ed.undo()
-obj = bpy.data.objects[obj.name]
+obj = bpy.data.objects[name]
 result(status=sorted(status), offsets=offsets.tolist(), names=names, frame_end=after_end, live_err=live_err,
        state=bpy.context.window_manager.actionmesh_job.status, undone=snapshot(obj), before=before)
 '''
@@ -164,6 +167,7 @@ def test_cancel_kill_and_bad_input_leave_scene_unchanged(bpy_version, extension_
     (bad["single"] / "a.ply").write_bytes((seq["sequence"] / "frame_000.ply").read_bytes())
     (bad["nan"] / "a.ply").write_bytes((seq["sequence"] / "frame_000.ply").read_bytes())
     (bad["nan"] / "b.obj").write_text("v nan 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n")
+    bad_dirs = {k: str(v) for k, v in bad.items()}
     script = PRELUDE.format(zip=extension_zip) + f'''
 obj = import_obj({str(seq["reference"])!r})
 before = snapshot(obj)
@@ -175,6 +179,9 @@ def run(directory, listener=None):
         session.listeners.append(listener)
     try:
         status = bpy.ops.actionmesh.animate_from_sequence(directory=directory)
+    except RuntimeError as exc:  # an operator that reports an error raises when called from Python
+        status = {{"ERROR"}}
+        assert state.last_error in str(exc)
     finally:
         session.listeners.clear()
     return sorted(status), state.last_error, snapshot(bpy.data.objects[obj.name]) == before
@@ -190,7 +197,7 @@ def kill_at_register(job):
         pids.append(job.backend.pid)
         os.kill(job.backend.pid, signal.SIGKILL)
 report["kill"] = run({str(seq["sequence"])!r}, kill_at_register)
-for name, path in {json_bad}.items():
+for name, path in {bad_dirs!r}.items():
     report[name] = run(path)
 report["after_restart"] = run({str(seq["sequence"])!r})
 report["restarted"] = session.backend_pid() not in (None, pids[0])
@@ -205,13 +212,33 @@ except ProcessLookupError:
     alive = False
 report["backend_alive_after_disable"] = alive
 result(**report)
-'''.replace("{json_bad}", repr({k: str(v) for k, v in bad.items()}))
+'''
     r = run_blender(script, bpy_version, tmp_path=tmp_path)
     assert r["cancel"] == [["CANCELLED"], "", True]
-    assert r["kill"][0] == ["CANCELLED"] and "stopped unexpectedly" in r["kill"][1] and r["kill"][2]
-    assert r["empty"][0] == ["CANCELLED"] and "no mesh files" in r["empty"][1] and r["empty"][2]
+    assert r["kill"][0] == ["ERROR"] and "stopped unexpectedly" in r["kill"][1] and r["kill"][2]
+    assert "SIGKILL" in r["kill"][1]
+    assert r["empty"][0] == ["ERROR"] and "no mesh files" in r["empty"][1] and r["empty"][2]
     assert "b.ply" in r["corrupt"][1] and r["corrupt"][2]
     assert "only 1 frame" in r["single"][1] and r["single"][2]
     assert "NaN" in r["nan"][1] and r["nan"][2]
     assert r["after_restart"][0] == ["FINISHED"] and r["restarted"]
     assert r["backend_alive_after_disable"] is False
+
+
+def test_cli_glb_imports_as_shape_keys_and_setup_needs_online_access(bpy_version, extension_zip, tmp_path):
+    seq = make_sequence(tmp_path, n_frames=3)
+    expected = cli_offsets(seq, tmp_path / "cli")
+    script = PRELUDE.format(zip=extension_zip) + f'''
+bpy.ops.import_scene.gltf(filepath={str(tmp_path / "cli" / "animated.glb")!r})
+obj = [o for o in bpy.context.scene.objects if o.type == "MESH"][0]
+names = [k.name for k in obj.data.shape_keys.key_blocks]
+bpy.context.preferences.system.use_online_access = False
+try:
+    setup = str(bpy.ops.actionmesh.setup_backend())
+except RuntimeError as exc:
+    setup = str(exc)
+result(names=names, vertices=len(obj.data.vertices), setup=setup, online=bpy.app.online_access)
+'''
+    r = run_blender(script, bpy_version, tmp_path=tmp_path)
+    assert r["names"][1:] == ["AM_000", "AM_001", "AM_002"] and r["vertices"] >= expected.shape[1]
+    assert r["online"] is False and "Online access is off" in r["setup"]

@@ -29,7 +29,6 @@ def make_example(out: Path) -> dict:
 
 
 def build_scene(bpy, reference: str):
-    bpy.ops.wm.read_factory_settings(use_empty=True)
     bpy.ops.wm.obj_import(filepath=reference)
     obj = bpy.context.selected_objects[0]
     bpy.context.view_layer.objects.active = obj
@@ -105,6 +104,8 @@ def main() -> int:
     import bpy
 
     print(f"2/4 installing {Path(args.extension).name} into Blender {bpy.app.version_string}", flush=True)
+    # Factory settings first: resetting them later would disable the extension again.
+    bpy.ops.wm.read_factory_settings(use_empty=True)
     bpy.ops.extensions.package_install_files(filepath=args.extension, repo="user_default", enable_on_install=True)
     obj = build_scene(bpy, example["reference"])
     print(f"3/4 animating '{obj.name}' ({len(obj.data.vertices)} vertices) from {example['frames']} frames "
