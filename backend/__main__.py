@@ -8,6 +8,8 @@ import sys
 
 from .errors import BackendError
 
+BENCHES = ("register", "extract")
+
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m backend", description="ActionMesh backend")
@@ -23,54 +25,83 @@ def _parser() -> argparse.ArgumentParser:
     reg.add_argument("--fps", type=float, default=24.0)
     reg.add_argument("--json", action="store_true", help="print the result as one JSON line")
 
+    rec = sub.add_parser("reconstruct", help="mesh -> shape VAE latents -> mesh (the autoencoder round trip)")
+    rec.add_argument("--input", required=True, help="mesh to encode (obj, ply, stl, glb)")
+    rec.add_argument("--out", required=True, help="output mesh (.obj, .ply or .glb)")
+    rec.add_argument("--profile", default="tiny", choices=["tiny", "triposg"])
+    rec.add_argument("--weights", default=None, help="a folder with config.json and model.safetensors")
+    rec.add_argument("--resolution", type=int, default=256)
+    rec.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    rec.add_argument("--json", action="store_true", help="print the result as one JSON line")
+
     ex = sub.add_parser("example", help="write a synthetic example: a reference mesh and a sequence to register")
     ex.add_argument("--out", required=True)
     ex.add_argument("--frames", type=int, default=16)
     ex.add_argument("--seed", type=int, default=0)
 
+    sub.add_parser("eval", help="ActionBench metrics (CD-3D, CD-4D, CD-M): --pred OUTDIR --gt GT.npz [--json]")
+
     bench = sub.add_parser("bench", help="benchmarks that print figures against a baseline")
-    bench.add_argument("name", choices=["register"])
-    bench.add_argument("rest", nargs=argparse.REMAINDER)
+    bench.add_argument("name", choices=BENCHES, help="then the benchmark's own options (--help)")
     return p
 
 
+def _run_job(fn, as_json: bool, **kwargs) -> int:
+    """Run a pipeline with progress on stderr; errors become one clear line and exit code 2."""
+    from .jobs import JobContext, console_sink
+
+    try:
+        result = fn(JobContext(console_sink()), **kwargs)
+    except BackendError as exc:
+        print(f"error ({exc.code}): {exc.message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; nothing was written", file=sys.stderr)
+        return 130
+    for warning in result.get("warnings", []):
+        print(f"warning: {warning}", file=sys.stderr)
+    if as_json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            if key != "warnings":
+                print(f"{key}: {value}")
+    return 0
+
+
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # eval and bench own their options (argparse's REMAINDER cannot forward a leading --flag).
+    if argv[:1] == ["eval"]:
+        from .eval.cli import main as eval_main
+
+        return eval_main(argv[1:])
+    if argv[:1] == ["bench"] and len(argv) > 1 and argv[1] in BENCHES:
+        if argv[1] == "extract":
+            from .bench.extract import main as bench_main
+        else:
+            from .bench.register import main as bench_main
+        return bench_main(argv[2:])
     args = _parser().parse_args(argv)
     if args.command == "serve":
         from .service import serve
 
         return serve()
-    if args.command == "bench":
-        from .bench.register import main as bench_register
-
-        return bench_register(args.rest)
     if args.command == "example":
         from .synthetic.example import write_creature_example
 
-        info = write_creature_example(args.out, n_frames=args.frames, seed=args.seed)
-        print(json.dumps(info))
+        print(json.dumps(write_creature_example(args.out, n_frames=args.frames, seed=args.seed)))
         return 0
     if args.command == "register":
-        from .jobs import JobContext, console_sink
         from .pipelines import run_register
 
-        try:
-            result = run_register(JobContext(console_sink()), reference=args.reference, sequence=args.sequence,
-                                  out=args.out, method=args.method, device=args.device, fps=args.fps)
-        except BackendError as exc:
-            print(f"error ({exc.code}): {exc.message}", file=sys.stderr)
-            return 2
-        except KeyboardInterrupt:
-            print("interrupted; nothing was written", file=sys.stderr)
-            return 130
-        for warning in result["warnings"]:
-            print(f"warning: {warning}", file=sys.stderr)
-        if args.json:
-            print(json.dumps(result))
-        else:
-            print(f"{result['frames']} frames x {result['vertices']} vertices in {result['seconds']:.1f} s\n"
-                  f"  {result['animation']}\n  {result['glb']}")
-        return 0
+        return _run_job(run_register, args.json, reference=args.reference, sequence=args.sequence, out=args.out,
+                        method=args.method, device=args.device, fps=args.fps)
+    if args.command == "reconstruct":
+        from .pipelines import run_reconstruct
+
+        return _run_job(run_reconstruct, args.json, input=args.input, out=args.out, profile=args.profile,
+                        weights_dir=args.weights, resolution=args.resolution, device=args.device)
     return 1
 
 

@@ -41,7 +41,9 @@ def load_mesh(path: str | os.PathLike, *, role: str = "mesh") -> Mesh:
         mesh = trimesh.load(str(path), process=False, force="mesh")
     except Exception as exc:  # trimesh raises many types on corrupt files
         raise BadInput(f"{role} {path.name} could not be read as a mesh: {exc}") from exc
-    vertices = np.asarray(getattr(mesh, "vertices", np.zeros((0, 3))), dtype=np.float64)
+    # Rounded to float32, the precision Blender and glTF store: the add-on hands its meshes over
+    # as float32, and the CLI must register exactly the same numbers to give the same result.
+    vertices = np.asarray(getattr(mesh, "vertices", np.zeros((0, 3))), dtype=np.float32).astype(np.float64)
     faces = np.asarray(getattr(mesh, "faces", np.zeros((0, 3))), dtype=np.int64)
     return validate_mesh(Mesh(vertices.reshape(-1, 3), faces.reshape(-1, 3), str(path)), role=role)
 

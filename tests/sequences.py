@@ -12,12 +12,15 @@ import trimesh
 
 
 def bend(vertices: np.ndarray, t: float) -> np.ndarray:
-    """A smooth bend-and-sway of a unit-ish shape; t in [0, 1]."""
+    """Bend a shape standing along y sideways (a rotation about z growing with height), t in [0, 1].
+
+    A bend, not a twist: a twist of a smooth body slides points along its own surface, which no
+    closest-point method can see, so it would test nothing but luck.
+    """
     x, y, z = vertices.T
-    angle = 0.6 * t * y
+    angle = 0.5 * t * y
     c, s = np.cos(angle), np.sin(angle)
-    out = np.stack([c * x - s * z + 0.15 * t * y ** 2, y, s * x + c * z], axis=1)
-    return out * np.array([1.0, 1.0 + 0.1 * t, 1.0])
+    return np.stack([c * x - s * y, s * x + c * y, z + 0.1 * t * y], axis=1)
 
 
 def make_sequence(root: Path, n_frames: int = 4, ref_subdiv: int = 3, frame_subdiv: int = 4) -> dict:

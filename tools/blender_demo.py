@@ -47,7 +47,7 @@ def build_scene(bpy, reference: str):
     cam_data = bpy.data.cameras.new("Camera")
     cam = bpy.data.objects.new("Camera", cam_data)
     scene.collection.objects.link(cam)
-    cam.location = (0.5, -4.2, 1.6)
+    cam.location = (0.4, -3.1, 1.1)
     direction = -np.array(cam.location)
     cam.rotation_euler = (np.arctan2(np.hypot(direction[0], direction[1]), -direction[2]), 0.0,
                           np.arctan2(direction[1], direction[0]) - np.pi / 2)

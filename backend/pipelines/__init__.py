@@ -4,6 +4,7 @@ Each pipeline is a plain function taking its arguments and a JobContext; COMMAND
 protocol's command names to them so the CLI and the service run exactly the same code.
 """
 
+from .reconstruct import run_reconstruct
 from .register import run_register
 
-COMMANDS = {"register": run_register}
+COMMANDS = {"register": run_register, "reconstruct": run_reconstruct}

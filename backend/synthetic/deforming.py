@@ -101,8 +101,12 @@ def _smoothstep(e0, e1, x):
 
 def _creature_motion(rng, n_frames, parts):
     """Per-frame motion parameters: a walk cycle plus body bend/twist, tail sway, head nod."""
-    phase0 = rng.uniform(0, 2 * np.pi)
-    cycle = n_frames * rng.uniform(0.8, 1.1)  # about one stride over the sequence
+    # Start the stride near the rest pose, as when the reference was made from the first
+    # frame; otherwise frame 0 alone can ask for legs to swing past each other.
+    phase0 = rng.uniform(-0.3, 0.3)
+    # About one stride over 16 frames; short sequences show part of it rather than moving
+    # faster, since real clips do not speed up when they are cut short.
+    cycle = max(n_frames, 16) * rng.uniform(0.8, 1.1)
     legs_phase = np.array([0.0, np.pi, np.pi, 0.0]) + rng.uniform(-0.3, 0.3, 4)
     return {
         "phase0": phase0, "cycle": cycle, "legs_phase": legs_phase,
@@ -190,11 +194,14 @@ def deform_mesh_sequence(vertices, faces, n_frames, seed=0):
     axis_of = np.eye(3)
     u = (v[:, main] - centre[main]) / (0.5 * extent[main])  # -1..1 along the mesh
     half = 0.5 * extent[main]
-    phase = rng.uniform(0, 2 * np.pi, 3)
+    # Start near the rest pose and move at most 1/16 of a cycle per frame, like a real clip
+    # whose reference was made from its first frame.
+    phase = rng.uniform(-0.3, 0.3, 3)
+    cycle = max(n_frames, 16) * rng.uniform(0.9, 1.1)
     amps = np.array([0.5, 0.6, 0.08]) * rng.uniform(0.85, 1.15, 3)
     out = []
     for t in range(n_frames):
-        s = np.sin(2 * np.pi * t / max(n_frames, 1) + phase)
+        s = np.sin(2 * np.pi * t / cycle + phase)
         p = _rotate(v, axis_of[third], centre, amps[0] * s[0] * u)  # bend
         p = _rotate(p, axis_of[main], centre, amps[1] * s[1] * u)  # twist
         p = p + (amps[2] * s[2] * half * u**2)[:, None] * axis_of[side]  # sway

@@ -1,0 +1,1 @@
+"""Benchmarks run as `python -m backend.bench.<name>`; they print figures a person can compare."""
