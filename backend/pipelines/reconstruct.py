@@ -19,9 +19,9 @@ from ..jobs import JobContext
 
 WEIGHTS_ROOT = Path(__file__).resolve().parents[1] / "weights"
 OUTPUT_SUFFIXES = (".obj", ".ply", ".glb")
-# The VAE sees shapes whose bounding box is centred with its largest half-extent at 1 - MARGIN;
-# training must normalise the same way (backend.geometry.normalization_for).
-NORMALIZE_MARGIN = 0.0
+# The tiny VAE was trained on shapes whose largest half-extent is 0.90-0.95 (backend.synthetic);
+# inputs are placed in the middle of that range. (The official pipeline uses [-1, 1].)
+NORMALIZE_MARGIN = 0.075
 DEFAULT_SURFACE_POINTS = 16384  # as the official mesh + video pipeline encodes its input
 DEFAULT_RESOLUTION = 256
 EXTRACT_BOUNDS = 1.005
