@@ -194,7 +194,10 @@ def test_reconstruct_plumbing_with_random_tiny_vae(tmp_path):
     got = trimesh.load(out, process=False, force="mesh")
     center, half = bounds.mean(0), (bounds[1] - bounds[0]).max() / 2
     # Everything lies in the input's frame: inside the extraction box mapped back around it.
-    assert (np.abs(np.asarray(got.vertices) - center) <= half * 1.005 + 1e-6).all()
+    from backend.pipelines.reconstruct import EXTRACT_BOUNDS, NORMALIZE_MARGIN
+
+    box = half * EXTRACT_BOUNDS / (1.0 - NORMALIZE_MARGIN)
+    assert (np.abs(np.asarray(got.vertices) - center) <= box + 1e-6).all()
     assert {e[0] for e in events} >= {"load", "encode", "extract", "write"}
 
 

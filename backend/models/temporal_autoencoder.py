@@ -1,0 +1,346 @@
+"""TemporalAutoencoder: ActionMesh's Stage II, a decoder from per-frame shape latents to vertex motion.
+
+Given the latents of T frames [B, T, M, C] (one shape-VAE latent set per frame) and query points
+on the surface at a SOURCE time (mesh vertices with normals), it predicts where every query point
+is at each TARGET time. Architecture (names follow the official checkpoint, so
+`facebook/ActionMesh` `autoencoder/model.safetensors` loads without renaming):
+
+  post_quant: latents -> width, all frames' tokens in one sequence [B, T*M, W]
+  + T "time tokens" appended AFTER all frame tokens, one per frame; each is the parameter-free
+    sinusoidal embedding of the pair (source time, target time), W/2 dims each, identical for all
+    frames but rotated by its own frame's RoPE position
+  -> `num_layers` pre-norm self-attention blocks (RoPE by frame index on q and k)
+  -> one cross-attention block: queries = proj_query(Fourier(xyz) ++ normal) attend to ALL tokens
+     (every frame's tokens and the time tokens), then norm_out -> proj_out -> negated
+  -> 2 * sigmoid(.) - 1: in "direct" mode this IS the position at the target time, in [-1, 1].
+
+What we learned from the upstream code (facebookresearch/actionmesh, read, not copied):
+- actionmesh/model/temporal_autoencoder.py, forward (l. 163-269): times are NORMALISED window
+  time in [0, 1] (source_alpha [B], target_alphas [B, T_out]); `framestep` [B, T] is only used for
+  RoPE, after subtracting the window's minimum (l. 201-203, `scale_timestep(center=True,
+  scale=False)`), i.e. frame index within the window. The time token is computed per target
+  (l. 234-237) and the WHOLE self-attention stack is re-run for each target time (l. 249-267);
+  the time tokens are concatenated after the latent tokens (l. 258) although a comment says
+  "prepend". The cross-attention sees the full self-attention output, not a single frame.
+  The RoPE table covers the T*N latent tokens (each frame's position repeated N times) followed
+  by the T time tokens (l. 216-231). Output: logits negated (l. 160), 2*sigmoid-1 (l. 269);
+  `apply_displacement` (l. 118-141) clamps to [-1, 1] ("direct") or adds the source vertex first
+  ("residual").
+- actionmesh/model/utils/embeddings.py, TimestepEmbedder (l. 55-128): per time value, a block of
+  [cos(t f_i) for i < h/2, sin(t f_i) for i < h/2] with f_i = 10000^(-i / (h/2)), h = W/2; the
+  source block first, then the target block. No learned projection (no parameters in the
+  checkpoint for it).
+- actionmesh/model/utils/rotary_embedding.py (l. 10-124): adjacent-pair rotation over the whole
+  head dim (W / heads = 128 officially), base 10000, float32.
+- actionmesh/model/utils/attention_processor.py (l. 105-119): heads are split from the
+  concatenated [q|k|v] (self) or [k|v] (cross) projections, TripoSG's "interleaved" order, so
+  `Attention(interleaved_heads=True)`. RoPE after the (absent here) QK-norm (l. 121-130).
+- actionmesh/model/utils/block.py, FlowMatchingBlock (l. 60-154): pre-norm residual blocks,
+  FP32 LayerNorm eps 1e-5, no QKV bias, output bias, exact-GELU FF x4; the cross-attention has a
+  LayerNorm on its context (`x_attn.norm_cross`).
+- actionmesh/pipeline.py, generate_mesh_animation (l. 510-598) and _decode_displacement (l. 316-385)
+  + model/utils/timesteps.py (chunk_right l. 10-46):
+  windows of 16 frames sliding by 15; the last window is clamped to end at the last
+  frame (so it may start earlier than the previous window's end). Each window's source is its
+  first frame (alpha 0), whose mesh was produced by the previous window (vertex normals
+  recomputed from that deformed mesh); targets are its other frames, and frames already written
+  are kept (storage.py MeshBank.update l. 194, replace=False), so every frame is produced exactly once.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, List, Optional, Union
+
+import torch
+from torch import nn
+
+from .attention import Attention, FeedForward, FP32LayerNorm
+from .configs import ModelMixin, register_to_config
+from .embeddings import FourierEmbedder
+from .rope import temporal_rotary_fn
+
+PREDICTION_MODES = ("direct", "residual")
+
+
+def time_pair_embedding(source: torch.Tensor, target: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
+    """Sinusoidal embedding of (source, target) time pairs [...] -> [..., 2 * dim] float32.
+
+    Per time value: [cos(t f_0..f_{h-1}), sin(t f_0..f_{h-1})], h = dim / 2, f_i = max_period^(-i/h).
+    """
+    if dim % 2:
+        raise ValueError(f"time embedding size must be even, got {dim}")
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=source.device) / half)
+    parts = []
+    for t in (source, target):
+        angle = t.float()[..., None] * freqs
+        parts += [angle.cos(), angle.sin()]
+    return torch.cat(parts, dim=-1)
+
+
+class TemporalBlock(nn.Module):
+    """Pre-norm block with optional self-attention, optional cross-attention, and a feed-forward.
+
+    Parameter names are ActionMesh's (`norm_s_attn/s_attn/norm_x_attn/x_attn/norm_ff/ff`).
+    """
+
+    def __init__(self, dim: int, num_attention_heads: int, use_self_attention: bool = True,
+                 cross_attention_dim: Optional[int] = None, norm_eps: float = 1e-5):
+        super().__init__()
+        attn = dict(heads=num_attention_heads, dim_head=dim // num_attention_heads, bias=False,
+                    interleaved_heads=True)
+        if use_self_attention:
+            self.norm_s_attn = FP32LayerNorm(dim, eps=norm_eps)
+            self.s_attn = Attention(dim, **attn)
+        else:
+            self.norm_s_attn = self.s_attn = None
+        if cross_attention_dim is not None:
+            self.norm_x_attn = FP32LayerNorm(dim, eps=norm_eps)
+            self.x_attn = Attention(dim, cross_attention_dim=cross_attention_dim, cross_attention_norm="layer_norm",
+                                    **attn)
+        else:
+            self.norm_x_attn = self.x_attn = None
+        self.norm_ff = FP32LayerNorm(dim, eps=norm_eps)
+        self.ff = FeedForward(dim, mult=4)
+
+    def forward(self, x: torch.Tensor, context: Optional[torch.Tensor] = None,
+                rotary_fn: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> torch.Tensor:
+        if self.s_attn is not None:
+            x = x + self.s_attn(self.norm_s_attn(x), rotary_fn=rotary_fn)
+        if self.x_attn is not None:
+            if context is None:
+                raise ValueError("this block has cross-attention: pass context=")
+            x = x + self.x_attn(self.norm_x_attn(x), encoder_hidden_states=context)
+        return x + self.ff(self.norm_ff(x))
+
+
+# ---------------------------------------------------------------- sliding windows
+
+
+@dataclass(frozen=True)
+class Window:
+    frames: List[int]  # the window's frames, in order; frames[0] is the source
+    targets: List[int]  # the frames this window writes (those no earlier window wrote)
+
+    @property
+    def source(self) -> int:
+        return self.frames[0]
+
+
+def window_plan(num_frames: int, size: int = 16, stride: int = 15) -> List[Window]:
+    """Windows of `size` frames, each starting `stride` after the last, the last one clamped to end
+    at the final frame (as upstream's chunk_right). Frame 0 is given; every other frame is the target
+    of exactly one window, whose source frame (its first) is always already known.
+    """
+    if num_frames < 1:
+        raise ValueError("need at least one frame")
+    if not 0 < stride < size:
+        raise ValueError(f"need 0 < stride < size so consecutive windows share a frame (got {stride}, {size})")
+    windows: List[Window] = []
+    end = 0  # exclusive end of what is written so far (frame 0 counts as written)
+    while not windows or end < num_frames:
+        end_new = min(size, num_frames) if not windows else min(end + stride, num_frames)
+        start = max(0, end_new - size)
+        frames = list(range(start, end_new))
+        written = 1 if not windows else end
+        windows.append(Window(frames=frames, targets=[f for f in frames if f >= written]))
+        end = end_new
+    return windows
+
+
+def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+    """Area-weighted unit vertex normals, vertices [V, 3], faces [F, 3] (long) -> [V, 3]."""
+    v = vertices.float()
+    a, b, c = v[faces[:, 0]], v[faces[:, 1]], v[faces[:, 2]]
+    fn = torch.cross(b - a, c - a, dim=-1)  # length = 2 * area: area weighting for free
+    n = torch.zeros_like(v)
+    for i in range(3):
+        n.index_add_(0, faces[:, i], fn)
+    return torch.nn.functional.normalize(n, dim=-1).to(vertices.dtype)
+
+
+# ---------------------------------------------------------------- the model
+
+
+class TemporalAutoencoder(ModelMixin):
+    """ActionMesh Stage II architecture. `TemporalAutoencoder(**ACTIONMESH_AUTOENCODER_CONFIG)`
+    loads the official `autoencoder/` weights; `TINY_AUTOENCODER_CONFIG` is our CPU size.
+    """
+
+    @register_to_config
+    def __init__(
+        self,
+        temporal_context_size: int = 16,
+        in_channels: int = 3,
+        in_extra_channels: int = 3,
+        out_dim: int = 3,
+        latent_channels: int = 64,
+        width: int = 1024,
+        num_layers: int = 16,
+        num_attention_heads: int = 8,
+        embed_frequency: int = 8,
+        embed_include_pi: bool = False,
+        prediction_mode: str = "direct",
+    ):
+        super().__init__()
+        if prediction_mode not in PREDICTION_MODES:
+            raise ValueError(f"prediction_mode must be one of {PREDICTION_MODES}, not {prediction_mode!r}")
+        if width % num_attention_heads or (width // num_attention_heads) % 2:
+            raise ValueError("width / num_attention_heads must be an even integer (RoPE rotates pairs)")
+        if width % 4:
+            raise ValueError("width must be a multiple of 4 (two sin/cos time embeddings of width/2)")
+        self.temporal_context_size = temporal_context_size
+        self.in_channels = in_channels
+        self.in_extra_channels = in_extra_channels
+        self.prediction_mode = prediction_mode
+        self.width = width
+        self.dim_head = width // num_attention_heads
+        self.embedder = FourierEmbedder(num_freqs=embed_frequency, input_dim=in_channels, include_pi=embed_include_pi)
+        # Registration order = the official state_dict order: blocks, proj_query, norm_out, proj_out, post_quant.
+        self.blocks = nn.ModuleList(
+            [TemporalBlock(width, num_attention_heads) for _ in range(num_layers)]
+            + [TemporalBlock(width, num_attention_heads, use_self_attention=False, cross_attention_dim=width)]
+        )
+        self.proj_query = nn.Linear(self.embedder.out_dim + in_extra_channels, width)
+        self.norm_out = nn.LayerNorm(width)
+        self.proj_out = nn.Linear(width, out_dim)
+        self.post_quant = nn.Linear(latent_channels, width)
+
+    # ------------------------------------------------------------ pieces
+
+    def query_features(self, queries: torch.Tensor) -> torch.Tensor:
+        """[B, Q, in_channels + in_extra_channels] -> [B, Q, proj_query inputs] (Fourier(xyz) ++ extra)."""
+        expected = self.in_channels + self.in_extra_channels
+        if queries.shape[-1] != expected:
+            raise ValueError(f"queries must be [B, Q, {expected}] (xyz + normal), got {tuple(queries.shape)}")
+        xyz, extra = queries[..., : self.in_channels], queries[..., self.in_channels:]
+        return torch.cat([self.embedder(xyz.float()), extra.float()], dim=-1)
+
+    def memory(self, latents: torch.Tensor, source_time: torch.Tensor, target_times: torch.Tensor,
+               frame_index: torch.Tensor) -> torch.Tensor:
+        """Self-attention output for each (batch, target) pair: [B * T', T*M + T, W], batch-major."""
+        b, t, m, _ = latents.shape
+        k = target_times.shape[1]
+        frames = self.post_quant(latents).flatten(1, 2)  # [B, T*M, W]
+        time_tok = time_pair_embedding(source_time[:, None].expand_as(target_times), target_times, self.width // 2)
+        time_tok = time_tok.to(frames.dtype).reshape(b * k, 1, self.width).expand(-1, t, -1)  # one per frame
+        h = torch.cat([frames.repeat_interleave(k, dim=0), time_tok], dim=1)
+        rotary = temporal_rotary_fn(frame_index, m, self.dim_head, extra_per_frame=1, repeat=k)
+        for block in self.blocks[:-1]:
+            h = block(h, rotary_fn=rotary)
+        return h
+
+    def read(self, memory: torch.Tensor, query_features: torch.Tensor) -> torch.Tensor:
+        """memory [B', S, W], query features [B', Q, F] -> field in [-1, 1], [B', Q, out_dim]."""
+        q = self.blocks[-1](self.proj_query(query_features.to(memory.dtype)), context=memory)
+        logits = -self.proj_out(self.norm_out(q))
+        return 2.0 * torch.sigmoid(logits.float()) - 1.0
+
+    # ------------------------------------------------------------ forward
+
+    def forward(
+        self,
+        latents: torch.Tensor,
+        queries: torch.Tensor,
+        source_time: Union[torch.Tensor, float],
+        target_times: torch.Tensor,
+        frame_index: Optional[torch.Tensor] = None,
+        target_chunk: Optional[int] = None,
+        query_chunk: Optional[int] = None,
+    ) -> torch.Tensor:
+        """Positions of the query points at each target time.
+
+        latents [B, T, M, C]: one latent set per frame of the window.
+        queries [B, Q, 6]: xyz (in [-1, 1]) + unit normal of the points at the source time.
+        source_time [B] (or a float): the queries' time, NORMALISED window time in [0, 1]
+            (frame f of a window of frames f0..f1 is (f - f0) / (f1 - f0)).
+        target_times [B, T']: normalised times to predict (any values, fractional allowed).
+        frame_index [B, T]: frame numbers of the latents, for RoPE (default 0..T-1); only their
+            offsets from the window's first frame matter.
+        target_chunk: how many targets share one self-attention pass (memory: B * chunk copies of
+            the T*(M+1) tokens); query_chunk: queries per cross-attention call.
+        Returns [B, T', Q, out_dim] float32; "direct": the field itself, "residual": source xyz + field,
+        both clamped to [-1, 1].
+        """
+        if latents.ndim != 4:
+            raise ValueError(f"latents must be [B, T, M, C], got {tuple(latents.shape)}")
+        b, t = latents.shape[:2]
+        if target_times.ndim != 2 or target_times.shape[0] != b:
+            raise ValueError(f"target_times must be [B, T'], got {tuple(target_times.shape)}")
+        source_time = torch.as_tensor(source_time, dtype=torch.float32, device=latents.device)
+        if source_time.ndim == 0:
+            source_time = source_time.expand(b)
+        if frame_index is None:
+            frame_index = torch.arange(t, device=latents.device).expand(b, t)
+        features = self.query_features(queries)
+        n_targets = target_times.shape[1]
+        step = target_chunk or n_targets
+        outputs = []
+        for j in range(0, n_targets, step):
+            tt = target_times[:, j:j + step]
+            k = tt.shape[1]
+            mem = self.memory(latents, source_time.to(latents.device), tt.to(latents.device), frame_index)
+            feats = features.repeat_interleave(k, dim=0)
+            qstep = query_chunk or feats.shape[1]
+            field = torch.cat([self.read(mem, f) for f in feats.split(qstep, dim=1)], dim=1)
+            outputs.append(field.unflatten(0, (b, k)))
+        field = torch.cat(outputs, dim=1)
+        if self.prediction_mode == "residual":
+            field = queries[:, None, :, :3].float() + field
+        return field.clamp(-1.0, 1.0)
+
+    # ------------------------------------------------------------ any length
+
+    @torch.no_grad()
+    def predict_sequence(
+        self,
+        latents: torch.Tensor,
+        queries: torch.Tensor,
+        faces: Optional[torch.Tensor] = None,
+        window: Optional[int] = None,
+        stride: Optional[int] = None,
+        target_chunk: Optional[int] = None,
+        query_chunk: Optional[int] = None,
+        callback: Optional[Callable[[int, int], None]] = None,
+    ) -> torch.Tensor:
+        """Track points given at frame 0 through a sequence of any length.
+
+        latents [T, M, C]; queries [Q, 6] (xyz + normal at frame 0); faces [F, 3] optional: the
+        queries are then mesh vertices and each later window's query normals are recomputed from
+        the deformed mesh at its source frame (as upstream does); without faces the frame-0 normals
+        are reused. Windows of `window` (default temporal_context_size = 16) frames sliding by
+        `stride` (default window - 1 = 15): each starts from its first frame's already predicted
+        positions, with source time 0. Returns [T, Q, 3] float32, row 0 = the given xyz.
+        """
+        if latents.ndim != 3 or queries.ndim != 2:
+            raise ValueError("predict_sequence takes one sequence: latents [T, M, C], queries [Q, 6]")
+        size = window or self.temporal_context_size
+        plan = window_plan(latents.shape[0], size, stride or size - 1)
+        device = latents.device
+        positions = torch.empty(latents.shape[0], queries.shape[0], 3, dtype=torch.float32, device=device)
+        positions[0] = queries[:, :3].float()
+        normals0 = queries[:, 3:].float()
+        if faces is not None:
+            faces = torch.as_tensor(faces, dtype=torch.long, device=device)
+        for i, win in enumerate(plan):
+            if callback is not None:
+                callback(i, len(plan))
+            if not win.targets:
+                continue
+            src = positions[win.source]
+            normals = vertex_normals(src, faces) if (faces is not None and win.source != 0) else normals0
+            f0, f1 = win.frames[0], win.frames[-1]
+            span = max(f1 - f0, 1)
+            tt = torch.tensor([[(f - f0) / span for f in win.targets]], dtype=torch.float32, device=device)
+            frame_index = torch.tensor([win.frames], device=device)
+            out = self(latents[f0:f1 + 1][None], torch.cat([src, normals], -1)[None].to(latents.dtype),
+                       torch.zeros(1, device=device), tt, frame_index=frame_index,
+                       target_chunk=target_chunk, query_chunk=query_chunk)
+            positions[win.targets] = out[0]
+        return positions
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,309 @@
+"""Train the `tiny` temporal autoencoder (Stage II) on synthetic animated bodies, on CPU or torchrun.
+
+    python -m backend.train.stage2 --out runs/stage2_tiny --vae backend/weights/tiny/vae \\
+        --ship backend/weights/tiny/stage2
+    torchrun --nproc_per_node 4 -m backend.train.stage2 --out runs/stage2_tiny ...
+
+Each step, per sequence of the batch: a window of --frames consecutive frames; every frame's own
+mesh (each frame has its own topology) is sampled into surface points + normals and encoded by the
+FROZEN shape VAE (`encode(...).mode()`) into that frame's latents; the queries are --queries
+tracked material points at a random source frame of the window (xyz + normal), the targets are
+the same points' xyz at --targets random frames of the window; times are normalised window time
+(frame offset / (frames - 1)), as the official model expects. Loss: L1 (or L2) on positions.
+
+Resumable (a checkpoint every --ckpt-every steps, picked up on restart), seeded (batches depend
+only on seed, step and rank), data cache built once and reused. At the end the model tracks the
+points of held-out sequences (seeds never trained on) from frame 0 through every frame with the
+sliding-window decoder and reports the mean distance to their true positions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..models.temporal_autoencoder import TemporalAutoencoder, count_parameters
+from ..models.temporal_configs import AUTOENCODER_CONFIGS
+from .distributed import init_distributed, shutdown
+from .vae import HELDOUT_SEED0, load_checkpoint, lr_at, save_checkpoint
+
+DEFAULT_VAE = "backend/weights/tiny/vae"
+
+
+# ---------------------------------------------------------------- data
+
+
+def surface_samples(seq: dict, frames, n_points: int, rng) -> np.ndarray:
+    """[len(frames), n_points, 6] surface points + normals, each frame sampled from its own mesh."""
+    from ..geometry.sampling import sample_surface
+
+    out = []
+    for f in frames:
+        p, n = sample_surface(seq["vertices"][f], seq["faces"][f], n_points, seed=rng)
+        out.append(np.concatenate([p, n], -1))
+    return np.stack(out).astype(np.float32)
+
+
+def sequence_batch(sequences, indices, rng, n_frames: int, n_points: int, n_queries: int, n_targets: int) -> dict:
+    """One training batch (numpy -> torch). Times are normalised window time in [0, 1]."""
+    items = {k: [] for k in ("surface", "queries", "source_time", "target_times", "targets", "frame_index")}
+    for i in indices:
+        seq = sequences[int(i)]
+        tracked = seq["tracked"]  # [T, N, 6]
+        t_all = tracked.shape[0]
+        f = min(n_frames, t_all)
+        start = int(rng.integers(0, t_all - f + 1))
+        frames = np.arange(start, start + f)
+        src = int(rng.integers(0, f))
+        tgt = np.sort(rng.choice(f, size=min(n_targets, f), replace=False))
+        pts = rng.choice(tracked.shape[1], size=n_queries, replace=n_queries > tracked.shape[1])
+        span = max(f - 1, 1)
+        items["surface"].append(surface_samples(seq, frames, n_points, rng))
+        items["queries"].append(tracked[start + src, pts])
+        items["source_time"].append(np.float32(src / span))
+        items["target_times"].append((tgt / span).astype(np.float32))
+        items["targets"].append(tracked[start + tgt][:, pts, :3])
+        items["frame_index"].append(frames)
+    return {k: torch.from_numpy(np.stack(v)) for k, v in items.items()}
+
+
+@torch.no_grad()
+def encode_frames(vae, surface: torch.Tensor, num_latents: int, generator=None) -> torch.Tensor:
+    """surface [B, F, N, 6] -> latents [B, F, M, C] with the frozen VAE (posterior mode)."""
+    b, f = surface.shape[:2]
+    z = vae.encode(surface.flatten(0, 1), generator=generator, num_latents=num_latents).mode()
+    return z.unflatten(0, (b, f))
+
+
+def position_loss(pred: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
+    return (pred - target).abs().mean() if kind == "l1" else (pred - target).pow(2).mean()
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+@torch.no_grad()
+def evaluate_stage2(model, vae, sequences, *, num_latents: int, surface_points: int, queries: int,
+                    window: int = 16, seed: int = 0, device="cpu") -> dict:
+    """Track `queries` material points from frame 0 through each held-out sequence (sliding windows,
+    as at inference) and compare with their true positions.
+
+    Figures (lower is better), in the normalised [-1, 1] box and divided by the frame-0 bounding-box
+    diagonal of the tracked points: the model's mean point error over frames 1..T-1, and the
+    "static" baseline (points left where they were at frame 0).
+    """
+    model.eval()
+    per_seq, errs, static, rel = [], [], [], []
+    for i in range(len(sequences)):
+        seq = sequences[i]
+        rng = np.random.default_rng([seed, i])
+        tracked = seq["tracked"]
+        t = tracked.shape[0]
+        pts = rng.choice(tracked.shape[1], size=min(queries, tracked.shape[1]), replace=False)
+        surface = torch.from_numpy(surface_samples(seq, range(t), surface_points, rng))[None].to(device)
+        gen = torch.Generator(device="cpu").manual_seed(seed * 7919 + i)
+        latents = encode_frames(vae, surface, num_latents, generator=gen)[0]
+        q = torch.from_numpy(tracked[0, pts]).to(device)
+        truth = torch.from_numpy(tracked[:, pts, :3]).to(device)
+        pred = model.predict_sequence(latents, q, window=window)
+        err = (pred[1:] - truth[1:]).norm(dim=-1).mean().item()
+        still = (truth[0][None] - truth[1:]).norm(dim=-1).mean().item()
+        diag = float(np.linalg.norm(tracked[0, :, :3].max(0) - tracked[0, :, :3].min(0)))
+        errs.append(err)
+        static.append(still)
+        rel.append(err / diag)
+        per_seq.append({"seed": int(seq["seed"]), "archetype": str(seq["archetype"]), "frames": int(t),
+                        "mean_point_error": round(err, 5), "static_error": round(still, 5),
+                        "relative_to_diagonal": round(err / diag, 5)})
+    return {
+        "sequences": len(sequences),
+        "queries_per_sequence": int(queries),
+        "mean_point_error": float(np.mean(errs)) if errs else None,
+        "mean_point_error_relative_to_diagonal": float(np.mean(rel)) if rel else None,
+        "static_baseline_error": float(np.mean(static)) if static else None,
+        "per_sequence": per_seq,
+    }
+
+
+# ---------------------------------------------------------------- main
+
+
+def load_frozen_vae(path: Path, device):
+    from ..models.vae import ShapeVAE
+
+    vae = ShapeVAE.from_pretrained(path, device=device)
+    vae.requires_grad_(False)
+    return vae.eval()
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", required=True)
+    p.add_argument("--profile", default="tiny", choices=sorted(AUTOENCODER_CONFIGS))
+    p.add_argument("--vae", default=DEFAULT_VAE, help="frozen shape VAE folder (config.json + model.safetensors)")
+    p.add_argument("--data", default="runs/data/sequences")
+    p.add_argument("--train-sequences", type=int, default=400)
+    p.add_argument("--heldout-sequences", type=int, default=8)
+    p.add_argument("--mesh-resolution", type=int, default=96, help="marching-cubes grid of the cached frames")
+    p.add_argument("--cache-workers", type=int, default=2)
+    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--batch", type=int, default=2)
+    p.add_argument("--frames", type=int, default=16, help="window length (the model's temporal context)")
+    p.add_argument("--num-latents", type=int, default=64,
+                   help="latent tokens per frame (VAE encode); inference must use the same count")
+    p.add_argument("--surface-points", type=int, default=2048, help="surface samples per frame for the VAE")
+    p.add_argument("--queries", type=int, default=512, help="tracked points per sequence per step")
+    p.add_argument("--targets", type=int, default=2, help="target frames per sequence per step")
+    p.add_argument("--loss", default="l1", choices=("l1", "l2"))
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--warmup", type=int, default=100)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--ckpt-every", type=int, default=100)
+    p.add_argument("--log-every", type=int, default=10)
+    p.add_argument("--eval-queries", type=int, default=1024)
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--ship", default="", help="copy final weights and model card here (e.g. backend/weights/tiny/stage2)")
+    args = p.parse_args(argv)
+
+    vae_dir = Path(args.vae)
+    if not (vae_dir / "config.json").is_file():
+        print(f"error: no trained shape VAE at {vae_dir} (config.json + model.safetensors expected).\n"
+              f"Train it first (python -m backend.train.vae --ship {DEFAULT_VAE} ...) or pass --vae DIR.",
+              file=sys.stderr)
+        return 2
+
+    from ..synthetic.dataset import CachedShapes, build_cache
+
+    d = init_distributed(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    data = Path(args.data)
+    cache_kwargs = dict(mesh_resolution=args.mesh_resolution)
+    if d.main:
+        out.mkdir(parents=True, exist_ok=True)
+        t0 = time.time()
+        info = build_cache(data / "train", "sequence", start_seed=0, count=args.train_sequences,
+                           workers=args.cache_workers, **cache_kwargs)
+        build_cache(data / "heldout", "sequence", start_seed=HELDOUT_SEED0, count=args.heldout_sequences,
+                    workers=args.cache_workers, **cache_kwargs)
+        print(f"data: {info['built']} built, {info['skipped']} cached ({time.time() - t0:.0f} s)", flush=True)
+    if d.world > 1:
+        torch.distributed.barrier()
+    sequences = CachedShapes(data / "train", kind="sequence")
+    # Only the seeds asked for: the folder may hold more from another run.
+    sequences.paths = sequences.paths[: args.train_sequences]
+
+    vae = load_frozen_vae(vae_dir, d.device)
+    config = AUTOENCODER_CONFIGS[args.profile]
+    if vae.config["latent_channels"] != config["latent_channels"]:
+        print(f"error: the VAE at {vae_dir} makes {vae.config['latent_channels']}-channel latents but the "
+              f"{args.profile!r} autoencoder expects {config['latent_channels']}", file=sys.stderr)
+        return 2
+
+    torch.manual_seed(args.seed)
+    model = TemporalAutoencoder(**config).to(d.device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01, betas=(0.9, 0.99))
+    ckpt = out / "checkpoint"
+    step = load_checkpoint(ckpt, model, optimizer) if ckpt.exists() else 0
+    if d.main:
+        print(f"{args.profile} autoencoder: {count_parameters(model):,} parameters"
+              + (f"; resumed at step {step}" if step else ""), flush=True)
+    train_model = model
+    if d.world > 1:
+        train_model = torch.nn.parallel.DistributedDataParallel(model)
+
+    log = open(out / "log.jsonl", "a") if d.main else None
+    started, t_last = time.time(), time.time()
+    model.train()
+    while step < args.steps:
+        # Batches depend only on (seed, step, rank): a resumed run sees the data it would have.
+        rng = np.random.default_rng([args.seed, step, d.rank])
+        batch = {k: v.to(d.device) for k, v in sequence_batch(
+            sequences, rng.integers(0, len(sequences), args.batch), rng, args.frames, args.surface_points,
+            args.queries, args.targets).items()}
+        generator = torch.Generator(device="cpu").manual_seed(args.seed * 1_000_003 + step * 97 + d.rank)
+        latents = encode_frames(vae, batch["surface"], args.num_latents, generator=generator)
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, args.steps, args.lr, args.warmup)
+        pred = train_model(latents, batch["queries"], batch["source_time"], batch["target_times"],
+                           frame_index=batch["frame_index"])
+        loss = position_loss(pred, batch["targets"], args.loss)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        step += 1
+        if d.main and (step % args.log_every == 0 or step == args.steps):
+            now = time.time()
+            err = (pred.detach() - batch["targets"]).norm(dim=-1).mean().item()
+            record = {"step": step, "loss": loss.item(), "point_error": err, "lr": optimizer.param_groups[0]["lr"],
+                      "sec_per_step": (now - t_last) / args.log_every, "elapsed": now - started}
+            t_last = now
+            log.write(json.dumps(record) + "\n")
+            log.flush()
+            print(json.dumps(record), flush=True)
+        if d.main and (step % args.ckpt_every == 0 or step == args.steps):
+            save_checkpoint(ckpt, model, optimizer, step)
+
+    if d.main:
+        final = out / "final"
+        model.save_pretrained(final)
+        figures = evaluate_stage2(model.eval(), vae, CachedShapes(data / "heldout", kind="sequence"),
+                                  num_latents=args.num_latents, surface_points=args.surface_points,
+                                  queries=args.eval_queries, window=config["temporal_context_size"],
+                                  seed=args.seed, device=d.device)
+        (out / "heldout.json").write_text(json.dumps(figures, indent=2))
+        print("held-out:", json.dumps({k: v for k, v in figures.items() if k != "per_sequence"}), flush=True)
+        if args.ship:
+            ship(final, Path(args.ship), args, figures, time.time() - started, count_parameters(model))
+    shutdown(d)
+    return 0
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def ship(final: Path, dest: Path, args, figures: dict, seconds: float, parameters: int) -> None:
+    import shutil
+
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy2(final / name, dest / name)
+    vae_weights = Path(args.vae) / "model.safetensors"
+    card = {
+        "model": "TemporalAutoencoder", "profile": args.profile, "parameters": parameters,
+        "task": "Stage II: positions of surface points given at a source time, at target times, from per-frame "
+                "shape-VAE latents (normalised window time in [0, 1], windows of 16 sliding by 15)",
+        "vae": str(args.vae), "vae_sha256": _sha256(vae_weights) if vae_weights.is_file() else None,
+        "seed": args.seed, "steps": args.steps, "batch": args.batch, "frames": args.frames,
+        "num_latents": args.num_latents, "surface_points": args.surface_points, "queries": args.queries,
+        "targets": args.targets, "loss": args.loss, "lr": args.lr, "mesh_resolution": args.mesh_resolution,
+        "train_sequences": args.train_sequences, "train_seeds": [0, args.train_sequences - 1],
+        "heldout_seeds": [HELDOUT_SEED0, HELDOUT_SEED0 + args.heldout_sequences - 1],
+        "train_seconds": round(seconds),
+        "heldout": figures,
+        "heldout_note": "mean distance between predicted and true positions of tracked material points over "
+                        "frames 1..T-1, starting from their frame-0 positions, in the normalised [-1, 1] box; "
+                        "static_baseline_error = the same for points that do not move",
+        "command": "python -m backend.train.stage2 " + " ".join(
+            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v not in ("", None)),
+    }
+    (dest / "training.json").write_text(json.dumps(card, indent=2))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

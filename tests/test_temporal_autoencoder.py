@@ -1,0 +1,246 @@
+"""TemporalAutoencoder (Stage II): official parameter layout, forward contract, temporal RoPE,
+serialisation and sliding-window decoding of sequences of any length."""
+
+import json
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("safetensors")
+
+from blender_harness import SHARED  # noqa: E402
+
+from backend.models.rope import apply_rope, frame_token_positions, rope_angles  # noqa: E402
+from backend.models.temporal_autoencoder import (  # noqa: E402
+    TemporalAutoencoder,
+    count_parameters,
+    time_pair_embedding,
+    window_plan,
+)
+from backend.models.temporal_configs import ACTIONMESH_AUTOENCODER_CONFIG, TINY_AUTOENCODER_CONFIG  # noqa: E402
+
+MANIFEST = SHARED / "official" / "manifest_actionmesh.json"
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    return TemporalAutoencoder(**TINY_AUTOENCODER_CONFIG).eval()
+
+
+def _inputs(b=2, t=4, m=8, q=50, c=32, n_targets=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    latents = torch.randn(b, t, m, c, generator=g)
+    normals = torch.nn.functional.normalize(torch.randn(b, q, 3, generator=g), dim=-1)
+    queries = torch.cat([0.7 * normals, normals], dim=-1)
+    source = torch.zeros(b)
+    targets = torch.rand(b, n_targets, generator=g)
+    return latents, queries, source, targets
+
+
+# ---------------------------------------------------------------- (a) official layout
+
+
+def test_actionmesh_config_matches_official_manifest(capsys):
+    if not MANIFEST.is_file():
+        pytest.skip(f"needs the official parameter manifest at {MANIFEST} (shared data, absent in a user's clone)")
+    official = json.loads(MANIFEST.read_text())["actionmesh_autoencoder"]
+    with torch.device("meta"):  # shapes only, no memory
+        model = TemporalAutoencoder(**ACTIONMESH_AUTOENCODER_CONFIG)
+    ours = {name: list(t.shape) for name, t in model.state_dict().items()}
+    assert sorted(ours.keys() - official.keys()) == []
+    assert sorted(official.keys() - ours.keys()) == []
+    assert ours == official
+    assert list(ours) == list(official)  # same order as the released file's manifest
+    n = count_parameters(model)
+    with capsys.disabled():
+        print(f"\nactionmesh autoencoder: {n:,} parameters")
+    assert n == sum(torch.Size(s).numel() for s in official.values())
+
+
+def test_tiny_config_is_small():
+    model = TemporalAutoencoder(**TINY_AUTOENCODER_CONFIG)
+    assert count_parameters(model) * 4 < 16 * 2**20
+    assert model.config["latent_channels"] == 32  # the tiny shape VAE's latent size
+
+
+# ---------------------------------------------------------------- (b) forward contract
+
+
+def test_tiny_forward_shapes_range_and_determinism(tiny):
+    latents, queries, source, targets = _inputs()
+    with torch.no_grad():
+        a = tiny(latents, queries, source, targets)
+        b = tiny(latents, queries, source, targets)
+        chunked = tiny(latents, queries, source, targets, target_chunk=1, query_chunk=7)
+    assert a.shape == (2, 3, 50, 3)
+    assert a.dtype == torch.float32
+    assert torch.isfinite(a).all() and a.abs().max() <= 1.0
+    assert torch.equal(a, b)
+    torch.testing.assert_close(chunked, a, atol=1e-5, rtol=1e-5)
+
+
+def test_each_target_is_independent_of_the_others(tiny):
+    latents, queries, source, targets = _inputs(b=1, n_targets=3)
+    with torch.no_grad():
+        all3 = tiny(latents, queries, source, targets)
+        one = tiny(latents, queries, source, targets[:, 1:2])
+    torch.testing.assert_close(one[:, 0], all3[:, 1], atol=1e-5, rtol=1e-5)
+
+
+def test_time_embedding_layout():
+    e = time_pair_embedding(torch.tensor([0.0]), torch.tensor([1.0]), dim=8)
+    assert e.shape == (1, 16)
+    # source block: cos(0) = 1 for the first half, sin(0) = 0 for the second
+    torch.testing.assert_close(e[0, :8], torch.tensor([1.0] * 4 + [0.0] * 4))
+    freqs = torch.exp(-torch.log(torch.tensor(10000.0)) * torch.arange(4) / 4)
+    torch.testing.assert_close(e[0, 8:], torch.cat([freqs.cos(), freqs.sin()]))
+
+
+def test_residual_mode_adds_the_source_position():
+    torch.manual_seed(0)
+    model = TemporalAutoencoder(**{**TINY_AUTOENCODER_CONFIG, "prediction_mode": "residual"}).eval()
+    latents, queries, source, targets = _inputs(b=1)
+    with torch.no_grad():
+        pos = model(latents, queries, source, targets)
+        field = model.read(model.memory(latents, source, targets[:, :1], torch.arange(4)[None]),
+                           model.query_features(queries))
+    torch.testing.assert_close(pos[:, 0], (queries[..., :3] + field).clamp(-1, 1), atol=1e-5, rtol=1e-5)
+
+
+def test_bad_inputs_are_refused(tiny):
+    latents, queries, source, targets = _inputs()
+    with pytest.raises(ValueError):
+        tiny(latents[0], queries, source, targets)
+    with pytest.raises(ValueError):
+        tiny(latents, queries[..., :3], source, targets)
+    with pytest.raises(ValueError):
+        TemporalAutoencoder(**{**TINY_AUTOENCODER_CONFIG, "prediction_mode": "nope"})
+
+
+# ---------------------------------------------------------------- (c) temporal RoPE
+
+
+def test_rope_matches_complex_rotation():
+    x = torch.randn(1, 2, 5, 8)
+    pos = torch.arange(5).float()
+    cos, sin = rope_angles(pos, 8)
+    ours = apply_rope(x, cos, sin)
+    # reference: adjacent pairs as complex numbers times exp(i * pos * base^(-2j/D))
+    z = torch.view_as_complex(x.reshape(1, 2, 5, 4, 2).contiguous())
+    theta = pos[:, None] * 10000.0 ** (-torch.arange(0, 8, 2).float() / 8)
+    ref = torch.view_as_real(z * torch.polar(torch.ones_like(theta), theta)).flatten(-2)
+    torch.testing.assert_close(ours, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_rope_is_a_no_op_in_effect_when_all_positions_are_equal():
+    q, k = torch.randn(2, 4, 12, 16), torch.randn(2, 4, 12, 16)
+    plain = q @ k.transpose(-1, -2)
+    for p in (0.0, 7.0):
+        cos, sin = rope_angles(torch.full((12,), p), 16)
+        rotated = apply_rope(q, cos, sin) @ apply_rope(k, cos, sin).transpose(-1, -2)
+        torch.testing.assert_close(rotated, plain, atol=1e-4, rtol=1e-4)
+
+
+def test_rope_scores_depend_only_on_frame_offsets():
+    q, k = torch.randn(1, 2, 4 * 3 + 4, 16), torch.randn(1, 2, 4 * 3 + 4, 16)
+    scores = []
+    for first in (0, 9):
+        frames = torch.arange(first, first + 4)[None]
+        # absolute positions (no window centring) to exercise shift invariance of RoPE itself
+        pos = torch.cat([frames.repeat_interleave(3, 1), frames], 1).float()
+        cos, sin = rope_angles(pos, 16)
+        scores.append(apply_rope(q, cos, sin) @ apply_rope(k, cos, sin).transpose(-1, -2))
+    torch.testing.assert_close(scores[0], scores[1], atol=1e-4, rtol=1e-4)
+    # and the positions themselves are window-relative: frames 9..12 -> 0..3
+    assert frame_token_positions(torch.arange(9, 13)[None], 3, 1).tolist() == \
+        [[0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3, 0, 1, 2, 3]]
+
+
+def test_model_single_frame_and_window_offset_invariance(tiny):
+    latents, queries, source, targets = _inputs(b=1, t=1)
+    with torch.no_grad():
+        a = tiny(latents, queries, source, targets, frame_index=torch.tensor([[0]]))
+        b = tiny(latents, queries, source, targets, frame_index=torch.tensor([[11]]))
+    torch.testing.assert_close(a, b)
+    latents, queries, source, targets = _inputs(b=1, t=4)
+    with torch.no_grad():
+        a = tiny(latents, queries, source, targets, frame_index=torch.arange(4)[None])
+        b = tiny(latents, queries, source, targets, frame_index=torch.arange(15, 19)[None])
+        c = tiny(latents, queries, source, targets, frame_index=torch.tensor([[0, 2, 4, 6]]))
+    torch.testing.assert_close(a, b)
+    assert not torch.allclose(a, c)  # frame spacing does matter
+
+
+# ---------------------------------------------------------------- (d) serialisation
+
+
+def test_save_load_round_trip(tiny, tmp_path):
+    tiny.save_pretrained(tmp_path / "ae")
+    config = json.loads((tmp_path / "ae" / "config.json").read_text())
+    assert config["_class_name"] == "TemporalAutoencoder" and config["width"] == TINY_AUTOENCODER_CONFIG["width"]
+    loaded = TemporalAutoencoder.from_pretrained(tmp_path / "ae")
+    assert loaded.config == tiny.config
+    latents, queries, source, targets = _inputs()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(latents, queries, source, targets), tiny(latents, queries, source, targets))
+
+
+# ---------------------------------------------------------------- (e) sliding windows
+
+
+def test_window_plan_31_frames():
+    plan = window_plan(31, 16, 15)
+    assert [w.frames for w in plan] == [list(range(0, 16)), list(range(15, 31))]
+    assert [w.source for w in plan] == [0, 15]
+    written = [0] + [f for w in plan for f in w.targets]
+    assert sorted(written) == list(range(31)) and len(written) == len(set(written))
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 15, 16, 17, 20, 46, 50])
+def test_window_plan_covers_every_frame_once(n):
+    plan = window_plan(n, 16, 15)
+    written = [0] + [f for w in plan for f in w.targets]
+    assert sorted(written) == list(range(n)) and len(written) == len(set(written))
+    known = {0}
+    for w in plan:
+        assert len(w.frames) == min(16, n) and w.frames == list(range(w.frames[0], w.frames[-1] + 1))
+        assert w.source in known  # each window starts from a frame already produced
+        known.update(w.targets)
+    if n == 20:  # last window clamped to end at the final frame, as upstream
+        assert plan[1].frames == list(range(4, 20)) and plan[1].targets == [16, 17, 18, 19]
+
+
+def test_predict_sequence_31_frames_is_stitched_consistently(tiny):
+    g = torch.Generator().manual_seed(1)
+    latents = torch.randn(31, 4, 32, generator=g)
+    normals = torch.nn.functional.normalize(torch.randn(20, 3, generator=g), dim=-1)
+    queries = torch.cat([0.5 * normals, normals], -1)
+    calls = []
+    out = tiny.predict_sequence(latents, queries, target_chunk=8, callback=lambda i, n: calls.append((i, n)))
+    assert out.shape == (31, 20, 3) and calls == [(0, 2), (1, 2)]
+    assert torch.equal(out[0], queries[:, :3]) and out.abs().max() <= 1.0
+    with torch.no_grad():
+        # window 2 = frames 15..30, source = the predicted frame 15, normalised times (f - 15) / 15
+        second = tiny(latents[15:][None], torch.cat([out[15], normals], -1)[None], torch.zeros(1),
+                      (torch.arange(16, 31).float()[None] - 15) / 15, frame_index=torch.arange(15, 31)[None])
+        first = tiny(latents[:16][None], queries[None], torch.zeros(1), torch.arange(1, 16).float()[None] / 15)
+    torch.testing.assert_close(out[16:], second[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out[1:16], first[0], atol=1e-5, rtol=1e-5)
+
+
+def test_predict_sequence_short_and_with_faces(tiny):
+    g = torch.Generator().manual_seed(2)
+    # a tetrahedron: faces let later windows recompute normals on the deformed mesh
+    verts = torch.tensor([[0.5, 0.5, 0.5], [-0.5, -0.5, 0.5], [-0.5, 0.5, -0.5], [0.5, -0.5, -0.5]])
+    faces = torch.tensor([[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]])
+    from backend.models.temporal_autoencoder import vertex_normals
+
+    normals = vertex_normals(verts, faces)
+    assert (torch.einsum("vc,vc->v", normals, verts) > 0).all()  # outward
+    queries = torch.cat([verts, normals], -1)
+    for t in (1, 5):
+        out = tiny.predict_sequence(torch.randn(t, 4, 32, generator=g), queries, faces=faces)
+        assert out.shape == (t, 4, 3) and torch.equal(out[0], verts)
+    out = tiny.predict_sequence(torch.randn(18, 4, 32, generator=g), queries, faces=faces, window=4, stride=3)
+    assert out.shape == (18, 4, 3) and torch.isfinite(out).all()
