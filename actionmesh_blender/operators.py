@@ -6,7 +6,6 @@ and checked; everything before that happens in a job folder. So a failure, a can
 backend leaves the object exactly as it was, and one undo step removes a finished result.
 """
 
-from __future__ import annotations
 
 import os
 import shutil

@@ -1,7 +1,6 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Add-on preferences and where the backend's interpreter and job folders live."""
 
-from __future__ import annotations
 
 import os
 import sys

@@ -32,7 +32,9 @@ import torch
 from ..models.temporal_autoencoder import TemporalAutoencoder, count_parameters
 from ..models.temporal_configs import AUTOENCODER_CONFIGS
 from .distributed import init_distributed, shutdown
-from .vae import HELDOUT_SEED0, load_checkpoint, lr_at, save_checkpoint
+from .loop import Trainer
+from .loop import load_checkpoint, lr_at
+from .vae import HELDOUT_SEED0
 
 DEFAULT_VAE = "backend/weights/tiny/vae"
 
@@ -221,8 +223,8 @@ def main(argv=None) -> int:
     if d.world > 1:
         train_model = torch.nn.parallel.DistributedDataParallel(model)
 
-    log = open(out / "log.jsonl", "a") if d.main else None
-    started, t_last = time.time(), time.time()
+    trainer = Trainer(model, optimizer, out, main=d.main, total_steps=args.steps, log_every=args.log_every,
+                      ckpt_every=args.ckpt_every)
     model.train()
     while step < args.steps:
         # Batches depend only on (seed, step, rank): a resumed run sees the data it would have.
@@ -237,22 +239,8 @@ def main(argv=None) -> int:
         pred = train_model(latents, batch["queries"], batch["source_time"], batch["target_times"],
                            frame_index=batch["frame_index"])
         loss = position_loss(pred, batch["targets"], args.loss)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        step += 1
-        if d.main and (step % args.log_every == 0 or step == args.steps):
-            now = time.time()
-            err = (pred.detach() - batch["targets"]).norm(dim=-1).mean().item()
-            record = {"step": step, "loss": loss.item(), "point_error": err, "lr": optimizer.param_groups[0]["lr"],
-                      "sec_per_step": (now - t_last) / args.log_every, "elapsed": now - started}
-            t_last = now
-            log.write(json.dumps(record) + "\n")
-            log.flush()
-            print(json.dumps(record), flush=True)
-        if d.main and (step % args.ckpt_every == 0 or step == args.steps):
-            save_checkpoint(ckpt, model, optimizer, step)
+        err = (pred.detach() - batch["targets"]).norm(dim=-1).mean().item()
+        step = trainer.step(loss, step, {"point_error": err})
 
     if d.main:
         final = out / "final"
@@ -264,7 +252,7 @@ def main(argv=None) -> int:
         (out / "heldout.json").write_text(json.dumps(figures, indent=2))
         print("held-out:", json.dumps({k: v for k, v in figures.items() if k != "per_sequence"}), flush=True)
         if args.ship:
-            ship(final, Path(args.ship), args, figures, time.time() - started, count_parameters(model))
+            ship(final, Path(args.ship), args, figures, trainer.seconds, count_parameters(model))
     shutdown(d)
     return 0
 

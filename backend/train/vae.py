@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import os
 import time
 from pathlib import Path
 
@@ -23,6 +21,7 @@ import torch
 from ..models.configs import VAE_CONFIGS
 from ..models.vae import ShapeVAE
 from .distributed import init_distributed, shutdown
+from .loop import Trainer, load_checkpoint, lr_at
 
 HELDOUT_SEED0 = 10_000_000  # held-out shapes use seeds far from any training seed
 SDF_CLAMP = 0.1  # beyond this distance only the sign matters for extraction
@@ -42,37 +41,6 @@ def vae_loss(model, batch, generator, kl_weight: float):
     sign = torch.relu(-out.sdf * torch.sign(batch["sdf"])).mean() / SDF_CLAMP
     kl = out.posterior.kl().mean()
     return recon + sign + kl_weight * kl, {"recon": float(recon), "sign": float(sign), "kl": float(kl)}
-
-
-def lr_at(step: int, total: int, peak: float, warmup: int) -> float:
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return 1e-5 + 0.5 * (peak - 1e-5) * (1 + math.cos(math.pi * min(1.0, progress)))
-
-
-def save_checkpoint(path: Path, model, optimizer, step: int) -> None:
-    from safetensors.torch import save_file
-
-    tmp = path.with_suffix(".tmp")
-    tmp.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
-    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    (tmp / "state.json").write_text(json.dumps({"step": step}))
-    if path.exists():
-        import shutil
-
-        shutil.rmtree(path)
-    tmp.rename(path)
-
-
-def load_checkpoint(path: Path, model, optimizer) -> int:
-    from safetensors.torch import load_file
-
-    model.load_state_dict(load_file(str(path / "model.safetensors")))
-    # Our own file, written above; weights_only refuses anything but tensors and containers.
-    optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
-    return json.loads((path / "state.json").read_text())["step"]
 
 
 def main(argv=None) -> int:
@@ -125,8 +93,8 @@ def main(argv=None) -> int:
     if d.world > 1:
         train_model = torch.nn.parallel.DistributedDataParallel(model)
 
-    log = open(out / "log.jsonl", "a") if d.main else None
-    started, t_last = time.time(), time.time()
+    trainer = Trainer(model, optimizer, out, main=d.main, total_steps=args.steps, log_every=args.log_every,
+                      ckpt_every=args.ckpt_every)
     while step < args.steps:
         # Batches depend only on (seed, step, rank): a resumed run sees the data it would have.
         rng = np.random.default_rng([args.seed, step, d.rank])
@@ -136,21 +104,7 @@ def main(argv=None) -> int:
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, args.steps, args.lr, args.warmup)
         loss, parts = vae_loss(train_model, batch, generator, args.kl_weight)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        step += 1
-        if d.main and (step % args.log_every == 0 or step == args.steps):
-            now = time.time()
-            record = {"step": step, "loss": float(loss), **parts, "lr": optimizer.param_groups[0]["lr"],
-                      "sec_per_step": (now - t_last) / args.log_every, "elapsed": now - started}
-            t_last = now
-            log.write(json.dumps(record) + "\n")
-            log.flush()
-            print(json.dumps(record), flush=True)
-        if d.main and (step % args.ckpt_every == 0 or step == args.steps):
-            save_checkpoint(ckpt, model, optimizer, step)
+        step = trainer.step(loss, step, parts)
 
     if d.main:
         final = out / "final"
@@ -161,7 +115,7 @@ def main(argv=None) -> int:
         (out / "heldout.json").write_text(json.dumps(figures, indent=2))
         print("held-out:", json.dumps(figures), flush=True)
         if args.ship:
-            ship(final, Path(args.ship), args, figures, time.time() - started)
+            ship(final, Path(args.ship), args, figures, trainer.seconds)
     shutdown(d)
     return 0
 
