@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import re
 import time
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -12,19 +15,26 @@ from ..gltf_export import write_animated_glb
 from ..jobs import JobContext
 from ..meshio import MAX_REFERENCE_VERTICES, list_sequence, load_mesh, write_animation_npz
 
-METHODS = ("optimize",)
+METHODS = ("optimize", "learned", "auto")
+WEIGHTS_ROOT = Path(__file__).resolve().parents[1] / "weights"
 # A first frame further than this (mean distance / bounding-box diagonal) from the reference
 # almost always means a different coordinate frame (Y-up vs Z-up, units), not motion.
 MISALIGNED_FRACTION = 0.2
 
 
 def run_register(ctx: JobContext, *, reference: str, sequence: str, out: str, method: str = "optimize",
-                 device: str = "auto", fps: float = 24.0) -> dict:
+                 device: str = "auto", fps: float = 24.0, profile: str = "tiny",
+                 weights_dir: Optional[str] = None) -> dict:
+    """Register `reference` onto every mesh of `sequence`; write animation.npz + animated.glb to `out`.
+
+    method: "optimize" (ARAP/ICP, no weights), "learned" (the Stage II model: shape VAE +
+    temporal autoencoder), "auto" (learned, refined per frame by a few optimisation iterations,
+    keeping per frame the one closer to that frame's surface). The learned methods read
+    `weights_dir`/vae and `weights_dir`/stage2 (default backend/weights/<profile>/...);
+    Unsupported when they are not there.
+    """
     started = time.monotonic()
     if method not in METHODS:
-        if method in ("learned", "auto"):
-            raise Unsupported(f"method {method!r} needs the learned Stage II model, which is not built yet; "
-                              "use method 'optimize'")
         raise BadInput(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     if device not in ("auto", "cpu", "cuda"):
         raise BadInput(f"unknown device {device!r}; choose auto, cpu or cuda")
@@ -32,6 +42,7 @@ def run_register(ctx: JobContext, *, reference: str, sequence: str, out: str, me
         _require_cuda()
     if not (np.isfinite(fps) and fps > 0):
         raise BadInput(f"fps must be a positive number, got {fps}")
+    learned_dirs = _learned_weights(method, profile, weights_dir) if method != "optimize" else None
 
     files = list_sequence(sequence)
     total_load = len(files) + 1
@@ -48,12 +59,17 @@ def run_register(ctx: JobContext, *, reference: str, sequence: str, out: str, me
 
     warnings = _alignment_warnings(ref.vertices, frames[0][0], files[0].name)
 
-    from ..registration.optimize import register_optimize
+    report = lambda step, total, msg: ctx.progress("register", step, total, msg)  # noqa: E731
+    extra = {}
+    if method == "optimize":
+        from ..registration.optimize import register_optimize
 
-    offsets = register_optimize(
-        ref.vertices, ref.faces, frames,
-        progress=lambda step, total, msg: ctx.progress("register", step, total, msg),
-        should_cancel=ctx.should_cancel)
+        offsets = register_optimize(ref.vertices, ref.faces, frames, progress=report,
+                                    should_cancel=ctx.should_cancel)
+    else:
+        offsets, extra = _register_learned(ctx, method, learned_dirs, device, ref, frames, report)
+        extra["profile"] = profile
+        warnings += extra.pop("warnings", [])
     offsets = np.asarray(offsets, dtype=np.float32)
     if offsets.shape != (len(frames),) + ref.vertices.shape or not np.isfinite(offsets).all():
         raise RuntimeError(f"registration produced invalid offsets {offsets.shape}")
@@ -69,7 +85,83 @@ def run_register(ctx: JobContext, *, reference: str, sequence: str, out: str, me
     ctx.progress("write", 2, 2, "done")
     return {"animation": str(out_dir / "animation.npz"), "glb": str(out_dir / "animated.glb"),
             "frames": len(frames), "vertices": int(len(ref.vertices)), "method": method,
-            "seconds": round(time.monotonic() - started, 3), "warnings": warnings}
+            "seconds": round(time.monotonic() - started, 3), "warnings": warnings, **extra}
+
+
+def _learned_weights(method: str, profile: str, weights_dir: Optional[str]) -> dict:
+    """-> {"vae": dir, "stage2": dir}; Unsupported (with what to do instead) when they are missing."""
+    if weights_dir is None:
+        if not isinstance(profile, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", profile) or profile.startswith("."):
+            raise BadInput(f"invalid profile name {profile!r}")
+        root = WEIGHTS_ROOT / profile
+    else:
+        root = Path(weights_dir)
+        if not root.is_dir():
+            raise BadInput(f"weights folder not found: {root}")
+    dirs = {"vae": root / "vae", "stage2": root / "stage2"}
+    missing = [str(d) for d in dirs.values() if not (d / "config.json").is_file()]
+    if missing:
+        raise Unsupported(
+            f"method {method!r} needs the learned Stage II model, which is not built yet: the {profile!r} "
+            f"Stage II weights have not been trained and shipped (no config.json in {', '.join(missing)}). "
+            "Use --method optimize (method 'optimize'), which needs no weights.")
+    return dirs
+
+
+def _register_learned(ctx: JobContext, method: str, dirs: dict, device: str, ref, frames, report):
+    from ..models.temporal_autoencoder import TemporalAutoencoder
+    from ..models.vae import ShapeVAE
+    from ..registration.learned import DEFAULT_SURFACE_POINTS, register_auto, register_learned
+    from .reconstruct import resolve_device
+
+    dev = resolve_device(device)
+    warnings = []
+    card = {}
+    card_path = dirs["stage2"] / "training.json"
+    if card_path.is_file():
+        try:
+            card = json.loads(card_path.read_text())
+        except (OSError, ValueError) as exc:
+            warnings.append(f"could not read {card_path} ({exc}); using default encoding settings")
+    ctx.check_cancel()
+    vae = ShapeVAE.from_pretrained(dirs["vae"], device=dev)
+    ctx.check_cancel()
+    model = TemporalAutoencoder.from_pretrained(dirs["stage2"], device=dev)
+    if vae.config["latent_channels"] != model.config["latent_channels"]:
+        raise Unsupported(f"the shape VAE in {dirs['vae']} makes {vae.config['latent_channels']}-channel latents "
+                          f"but the Stage II model in {dirs['stage2']} expects {model.config['latent_channels']}: "
+                          "they were not trained together")
+    expected = card.get("vae_sha256")
+    if expected:
+        weights = dirs["vae"] / "model.safetensors"
+        if weights.is_file() and _sha256(weights) != expected:
+            warnings.append(f"the Stage II model was trained on another shape VAE than the one in {dirs['vae']}; "
+                            "expect poor tracking")
+    num_latents = int(card.get("num_latents") or vae.config["num_latents"])
+    surface_points = int(card.get("surface_points") or DEFAULT_SURFACE_POINTS)
+    common = dict(vae=vae, autoencoder=model, num_latents=num_latents, surface_points=surface_points,
+                  device=dev, progress=report, should_cancel=ctx.should_cancel)
+    extra = {"device": dev, "weights": str(dirs["stage2"].parent), "num_latents": num_latents,
+             "surface_points": surface_points}
+    if method == "learned":
+        offsets = register_learned(ref.vertices, ref.faces, frames, **common)
+    else:
+        offsets, details = register_auto(ref.vertices, ref.faces, frames, **common)
+        extra["refined_frames"] = int(sum(details["refined"]))
+        extra["surface_error_learned"] = [round(e, 6) for e in details["error_learned"]]
+        extra["surface_error"] = [round(e, 6) for e in details["error"]]
+    extra["warnings"] = warnings
+    return offsets, extra
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _alignment_warnings(ref_vertices: np.ndarray, first_frame: np.ndarray, name: str) -> list[str]:

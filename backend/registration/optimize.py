@@ -3,7 +3,9 @@
 One reference mesh is deformed to follow a sequence of meshes whose topology may differ from
 it and from each other. Each frame starts from the previous frame's result, so motion between
 frames stays small enough for closest-point matching; the ARAP rest shape is always the
-reference itself, so errors do not accumulate as shape drift.
+reference itself, so errors do not accumulate as shape drift. Given `init_offsets` (e.g. the
+learned Stage II prediction), each frame starts from that guess instead, which makes it a
+refinement.
 """
 
 from __future__ import annotations
@@ -114,6 +116,7 @@ def register_optimize(
     seed=0,
     back_plane=0.0,
     back_ratio=2.0,
+    init_offsets=None,
 ) -> np.ndarray:
     """Offsets [T,V,3] (float32) such that ref_vertices + offsets[t] follows frames[t].
 
@@ -128,6 +131,9 @@ def register_optimize(
     `max_dist` (outlier distance per level, fraction of the diagonal), `min_normal_cos`,
     `back_ratio` (reverse-direction samples per node), `back_plane` (0: reverse matches
     pull point-to-point, 1: only along the target normal).
+    init_offsets: optional [T,V,3]; frame t then starts from ref_vertices + init_offsets[t]
+    (its ARAP rotations estimated from that pose) instead of from the previous frame's result,
+    so every frame is a refinement of that guess. None (default) leaves the method unchanged.
     Raises BadInput for malformed or non-finite input.
     """
     cancel = _Canceller(should_cancel)
@@ -150,6 +156,11 @@ def register_optimize(
         cancel.check()
     if len(iterations) != len(stiffness) or len(max_dist) != len(stiffness):
         raise ValueError("iterations, stiffness and max_dist need one entry per level")
+    if init_offsets is not None:
+        init_offsets = np.asarray(init_offsets, dtype=np.float64)
+        if init_offsets.shape != (len(checked),) + ref_v.shape or not np.isfinite(init_offsets).all():
+            raise BadInput(f"init_offsets: expected finite [{len(checked)},{len(ref_v)},3], "
+                           f"got shape {init_offsets.shape}")
 
     # Work in a frame where the reference's bounding-box diagonal is 1, so every threshold
     # and weight above means the same thing for any model size.
@@ -206,6 +217,10 @@ def register_optimize(
     for t, (fv, ff) in enumerate(checked):
         target = TargetSurface((fv - centre) * scale, ff, len(rest), rng, back_ratio=back_ratio)
         cancel.check()
+        if init_offsets is not None:
+            x = (ref_v[first] + init_offsets[t][first] - centre) * scale
+            x = x if blender is None else x[nodes]
+            rot = solver.rotations(x, np.broadcast_to(np.eye(3), (len(rest), 3, 3)).copy(), normals)
         # Frame 0 starts from the rest pose, usually the largest jump of the sequence.
         iters = [n * (first_frame_factor if t == 0 else 1) for n in iterations]
         x, rot = _register_frame(x, rot, normals, solver, target, iters, max_dist,

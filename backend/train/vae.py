@@ -62,6 +62,7 @@ def main(argv=None) -> int:
     p.add_argument("--log-every", type=int, default=20)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--init-from", default="", help="start from these weights (a shipped folder), e.g. to train longer")
     p.add_argument("--ship", default="", help="copy final weights and model card here (e.g. backend/weights/tiny/vae)")
     args = p.parse_args(argv)
 
@@ -85,6 +86,8 @@ def main(argv=None) -> int:
     torch.manual_seed(args.seed)
     model = ShapeVAE(**VAE_CONFIGS[args.profile]).to(d.device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01, betas=(0.9, 0.99))
+    if args.init_from:
+        model.load_state_dict(ShapeVAE.from_pretrained(args.init_from).state_dict())
     ckpt = out / "checkpoint"
     step = load_checkpoint(ckpt, model, optimizer) if ckpt.exists() else 0
     if step and d.main:

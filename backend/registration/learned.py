@@ -1,0 +1,210 @@
+"""Registration with the learned Stage II model ("learned"), and its refined variant ("auto").
+
+"learned": every frame's own mesh is sampled (points + normals) and encoded by the frozen shape
+VAE (posterior mode) into that frame's latents; the reference's vertices (xyz + vertex normals)
+are the queries at frame 0, and the temporal autoencoder tracks them through all frames with
+its sliding windows (`TemporalAutoencoder.predict_sequence`: 16 frames sliding by 15, any length).
+This is ActionMesh's Stage II with mesh frames as input instead of generated latents.
+
+Normalisation: ONE transform for the whole sequence, as the Stage II training data is made
+(backend.synthetic.dataset.make_sequence_sample normalises the union of all frames' vertices:
+bounding-box centre to the origin, largest half-extent to a random 0.90-0.95). Here the union of
+all frames AND the reference (the queries must lie in the box too) goes to a half-extent of
+0.925, the middle of that range, the same margin `reconstruct` uses for the shape VAE. Per-frame
+normalisation would turn global motion (a jump, a walk) into a different shape each frame, which
+the model never saw.
+
+The model places the reference at frame 0 as it is (offsets[0] = 0): it assumes the reference is
+in the pose of the first frame. "auto" refines every frame with a few ARAP/ICP iterations
+starting from the learned prediction (see register_optimize's `init_offsets`) and keeps, per
+frame, whichever of {learned, refined} lies closer to that frame's surface (two-way mean
+distance, backend.registration.quality), so it is never worse than "learned" by that measure.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from backend.errors import BadInput, Cancelled, Unsupported
+
+from .optimize import _as_faces, _as_points, register_optimize
+from .quality import DEFAULT_SAMPLES, TargetSamples
+
+# Largest half-extent of the whole sequence after normalisation = 1 - margin = 0.925.
+SEQUENCE_MARGIN = 0.075
+DEFAULT_SURFACE_POINTS = 2048  # backend.train.stage2 --surface-points default
+QUERY_CHUNK = 16384  # reference vertices per cross-attention call
+TARGET_CHUNK = 4  # target frames per self-attention pass (memory: chunk x T x (M+1) tokens)
+REFINE_ITERATIONS = (3, 3)  # per stiffness level, for "auto"
+
+
+def _check(ref_vertices, ref_faces, frames):
+    ref_v = _as_points(ref_vertices, "reference vertices")
+    ref_f = _as_faces(ref_faces, len(ref_v), "reference faces", allow_empty=True)
+    try:
+        frames = list(frames)
+    except TypeError:
+        raise BadInput("frames: expected a sequence of (vertices, faces) pairs") from None
+    if not frames:
+        raise BadInput("frames: the sequence is empty")
+    checked = []
+    for t, frame in enumerate(frames):
+        try:
+            fv, ff = frame
+        except (TypeError, ValueError):
+            raise BadInput(f"frame {t}: expected a (vertices, faces) pair") from None
+        fv = _as_points(fv, f"frame {t} vertices")
+        checked.append((fv, _as_faces(ff, len(fv), f"frame {t} faces", allow_empty=False)))
+    return ref_v, ref_f, checked
+
+
+def sequence_normalization(ref_vertices, frames):
+    """One Normalization for the reference and every frame (union of their bounding boxes)."""
+    from backend.geometry.sampling import normalization_for
+
+    corners = [ref_vertices.min(0), ref_vertices.max(0)]
+    for fv, _ in frames:
+        corners += [fv.min(0), fv.max(0)]
+    try:
+        return normalization_for(np.stack(corners), margin=SEQUENCE_MARGIN)
+    except ValueError as exc:
+        raise BadInput(f"cannot normalise the sequence: {exc}") from None
+
+
+def register_learned(ref_vertices, ref_faces, frames, *, vae, autoencoder, num_latents: int,
+                     surface_points: int = DEFAULT_SURFACE_POINTS, device="cpu", progress=None,
+                     should_cancel=None, seed: int = 0, query_chunk: int = QUERY_CHUNK,
+                     target_chunk: int = TARGET_CHUNK) -> np.ndarray:
+    """Offsets [T,V,3] float32 such that ref_vertices + offsets[t] follows frames[t] (offsets[0] = 0).
+
+    vae: a ShapeVAE, autoencoder: a TemporalAutoencoder (both moved to `device` and set to eval);
+    num_latents / surface_points: tokens per frame and surface samples per frame, as the
+    autoencoder was trained with (its training.json). frames: (vertices, faces) pairs of any
+    topology. Vertices sharing a position (UV/normal seams) are welded and moved together.
+    progress(step, total, message): once per encoded frame, then once per window.
+    should_cancel(): polled between frames and between windows; raises Cancelled.
+    Memory stays bounded for large references: queries go through the cross-attention
+    `query_chunk` at a time, targets through the self-attention `target_chunk` at a time.
+    """
+    import torch
+
+    from backend.geometry.sampling import sample_surface
+    from backend.models.temporal_autoencoder import vertex_normals, window_plan
+
+    def check():
+        if should_cancel is not None and should_cancel():
+            raise Cancelled()
+
+    ref_v, ref_f, frames = _check(ref_vertices, ref_faces, frames)
+    if vae.config["latent_channels"] != autoencoder.config["latent_channels"]:
+        raise Unsupported(f"the shape VAE makes {vae.config['latent_channels']}-channel latents but the Stage II "
+                          f"model expects {autoencoder.config['latent_channels']}: they were not trained together")
+    norm = sequence_normalization(ref_v, frames)
+    check()
+
+    # Weld coincident vertices (quantised to 1e-6 of the box), as register_optimize does.
+    rest = norm.apply(ref_v)
+    q = np.round(rest * 1e6).astype(np.int64)
+    _, first, weld = np.unique(q, axis=0, return_index=True, return_inverse=True)
+    weld = weld.reshape(-1)
+    rest_w = rest[first]
+    faces_w = weld[ref_f] if len(ref_f) else ref_f
+    if len(faces_w):
+        faces_w = faces_w[(faces_w[:, 0] != faces_w[:, 1]) & (faces_w[:, 1] != faces_w[:, 2])
+                          & (faces_w[:, 0] != faces_w[:, 2])]
+    check()
+
+    vae = vae.to(device).eval()
+    autoencoder = autoencoder.to(device).eval()
+    window = int(autoencoder.temporal_context_size)
+    n_frames = len(frames)
+    n_windows = len(window_plan(n_frames, window, window - 1))
+    total = n_frames + n_windows
+
+    latents = []
+    with torch.no_grad():
+        for t, (fv, ff) in enumerate(frames):
+            try:
+                p, n = sample_surface(norm.apply(fv), ff, surface_points, seed=np.random.default_rng([seed, t]))
+            except ValueError:
+                raise BadInput(f"frame {t}: the mesh has no surface area to sample") from None
+            pn = torch.from_numpy(np.concatenate([p, n], -1)[None]).to(device)
+            gen = torch.Generator(device="cpu").manual_seed(seed * 1_000_003 + t)
+            latents.append(vae.encode(pn, generator=gen, num_latents=num_latents).mode()[0])
+            if progress is not None:
+                progress(t + 1, total, f"encoded frame {t + 1}/{n_frames}")
+            check()
+        latents = torch.stack(latents)  # [T, M, C]
+
+        xyz = torch.from_numpy(rest_w.astype(np.float32)).to(device)
+        faces_t = torch.from_numpy(faces_w).to(device) if len(faces_w) else None
+        normals = vertex_normals(xyz, faces_t) if faces_t is not None else torch.zeros_like(xyz)
+
+        def callback(i, count):
+            check()
+            if progress is not None and i:
+                progress(n_frames + i, total, f"predicted window {i}/{count}")
+
+        positions = autoencoder.predict_sequence(latents, torch.cat([xyz, normals], -1), faces=faces_t,
+                                                 window=window, stride=window - 1, target_chunk=target_chunk,
+                                                 query_chunk=query_chunk, callback=callback)
+        check()
+        if progress is not None:
+            progress(total, total, f"predicted window {n_windows}/{n_windows}")
+        positions = positions.cpu().numpy().astype(np.float64)  # [T, Vw, 3], normalised
+    # Offsets straight from the normalised displacement: exactly 0 at frame 0, no round-off of
+    # large world coordinates.
+    moved = (positions - positions[:1]) / norm.scale
+    offsets = moved[:, weld].astype(np.float32)
+    if not np.isfinite(offsets).all():
+        raise RuntimeError("the learned model produced non-finite positions")
+    return offsets
+
+
+def register_auto(ref_vertices, ref_faces, frames, *, vae, autoencoder, num_latents: int,
+                  surface_points: int = DEFAULT_SURFACE_POINTS, device="cpu", progress=None, should_cancel=None,
+                  seed: int = 0, refine_iterations=REFINE_ITERATIONS, error_samples: int = DEFAULT_SAMPLES,
+                  **learned_kwargs):
+    """Learned prediction, refined per frame; keep the better of the two per frame.
+
+    Returns (offsets [T,V,3] float32, report) with report = {"refined": [bool per frame: the
+    refined result was kept], "error_learned": [...], "error_refined": [...], "error": [...]}
+    (two-way mean surface distance to each frame, in the inputs' units; `error` is the kept one,
+    never above `error_learned`). progress(step, total, message) counts learned, refine and
+    compare steps together; should_cancel is polled throughout.
+    """
+    from backend.models.temporal_autoencoder import window_plan
+
+    ref_v, ref_f, frames = _check(ref_vertices, ref_faces, frames)
+    n = len(frames)
+    window = int(autoencoder.temporal_context_size)
+    lt = n + len(window_plan(n, window, window - 1))  # register_learned's own step count
+    total = lt + 2 * n
+
+    def report_from(offset, prefix=""):
+        if progress is None:
+            return None
+        return lambda step, _total, message: progress(offset + step, total, prefix + message)
+
+    learned = register_learned(ref_v, ref_f, frames, vae=vae, autoencoder=autoencoder, num_latents=num_latents,
+                               surface_points=surface_points, device=device, seed=seed, should_cancel=should_cancel,
+                               progress=report_from(0), **learned_kwargs)
+    refined = register_optimize(ref_v, ref_f, frames, init_offsets=learned, iterations=tuple(refine_iterations),
+                                should_cancel=should_cancel, seed=seed, progress=report_from(lt, "refine: "))
+    offsets = np.empty_like(learned)
+    report = {"refined": [], "error_learned": [], "error_refined": [], "error": []}
+    for t, (fv, ff) in enumerate(frames):
+        target = TargetSamples(fv, ff, samples=error_samples, seed=seed + t)
+        e_learned = target.error(ref_v + learned[t], ref_f)
+        e_refined = target.error(ref_v + refined[t], ref_f)
+        use_refined = e_refined < e_learned
+        offsets[t] = refined[t] if use_refined else learned[t]
+        report["refined"].append(bool(use_refined))
+        report["error_learned"].append(e_learned)
+        report["error_refined"].append(e_refined)
+        report["error"].append(min(e_learned, e_refined))
+        if should_cancel is not None and should_cancel():
+            raise Cancelled()
+        if progress is not None:
+            progress(lt + n + t + 1, total, f"compared frame {t + 1}/{n}")
+    return offsets, report

@@ -1,0 +1,183 @@
+"""The "learned" and "auto" registration methods, with small randomly initialised models.
+
+Random weights track nothing; these tests check the plumbing: one normalisation for the sequence,
+one latent set per frame, sliding windows over any length, de-normalised offsets, the refinement
+and per-frame choice of "auto", cancel, progress, and the refusal when no weights are shipped.
+"""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import trimesh
+
+from backend.errors import BadInput, Cancelled, Unsupported
+from backend.jobs import JobContext
+from backend.models.configs import VAE_CONFIGS
+from backend.models.temporal_autoencoder import TemporalAutoencoder
+from backend.models.temporal_configs import AUTOENCODER_CONFIGS
+from backend.models.vae import ShapeVAE
+from backend.pipelines.register import run_register
+from backend.registration import register_optimize
+from backend.registration.learned import register_auto, register_learned
+from backend.registration.quality import surface_error
+from sequences import bend, make_sequence
+
+NUM_LATENTS = 32
+SURFACE_POINTS = 512
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    root = tmp_path_factory.mktemp("weights")
+    torch.manual_seed(0)
+    ShapeVAE(**VAE_CONFIGS["tiny"]).save_pretrained(root / "vae")
+    TemporalAutoencoder(**AUTOENCODER_CONFIGS["tiny"]).save_pretrained(root / "stage2")
+    (root / "stage2" / "training.json").write_text(json.dumps({"num_latents": NUM_LATENTS,
+                                                                "surface_points": SURFACE_POINTS}))
+    return root
+
+
+@pytest.fixture(scope="module")
+def models(weights):
+    return ShapeVAE.from_pretrained(weights / "vae"), TemporalAutoencoder.from_pretrained(weights / "stage2")
+
+
+@pytest.fixture(scope="module")
+def seq(tmp_path_factory):
+    return make_sequence(tmp_path_factory.mktemp("seq"), n_frames=5, ref_subdiv=2, frame_subdiv=3)
+
+
+def _frames(seq):
+    return [trimesh.load(p, process=False, force="mesh") for p in sorted(seq["sequence"].iterdir())]
+
+
+def _reference(seq):
+    return trimesh.load(seq["reference"], process=False, force="mesh")
+
+
+def _in_memory(n_frames):
+    ref = trimesh.creation.icosphere(subdivisions=2)
+    ref_v = ref.vertices * np.array([0.5, 1.2, 0.4])
+    fine = trimesh.creation.icosphere(subdivisions=3)
+    fine_v = fine.vertices * np.array([0.5, 1.2, 0.4])
+    times = np.linspace(0.0, 1.0, n_frames)
+    frames = [(bend(fine_v, t), fine.faces) for t in times]
+    truth = np.stack([bend(ref_v, t) - ref_v for t in times])
+    return ref_v, ref.faces, frames, truth
+
+
+def _run(seq, tmp_path, method, weights, **kw):
+    out = tmp_path / method
+    result = run_register(JobContext(), reference=str(seq["reference"]), sequence=str(seq["sequence"]),
+                          out=str(out), method=method, device="cpu", weights_dir=str(weights), **kw)
+    return result, np.load(out / "animation.npz")
+
+
+def test_learned_writes_a_valid_animation(seq, tmp_path, weights):
+    result, data = _run(seq, tmp_path, "learned", weights)
+    assert result["method"] == "learned" and result["frames"] == 5
+    assert result["num_latents"] == NUM_LATENTS and result["surface_points"] == SURFACE_POINTS  # training.json
+    offsets = data["offsets"]
+    assert offsets.shape == (5, 162, 3) and offsets.dtype == np.float32 and np.isfinite(offsets).all()
+    assert np.abs(offsets[0]).max() == 0.0  # frame 0 is the source: the reference as it is
+    assert np.abs(offsets[1:]).max() > 0
+    # De-normalised: offsets are in the inputs' units, bounded by the sequence's size.
+    assert np.abs(offsets).max() < 2 * np.ptp(seq["ref_vertices"], axis=0).max()
+    assert (tmp_path / "learned" / "animated.glb").is_file()
+
+
+def test_auto_is_never_worse_than_learned_per_frame(seq, tmp_path, weights):
+    result, data = _run(seq, tmp_path, "auto", weights)
+    _, learned = _run(seq, tmp_path, "learned", weights)
+    ref = _reference(seq)
+    for t, frame in enumerate(_frames(seq)):
+        e_auto = surface_error(ref.vertices + data["offsets"][t], ref.faces, frame.vertices, frame.faces, seed=t)
+        e_learned = surface_error(ref.vertices + learned["offsets"][t], ref.faces, frame.vertices, frame.faces,
+                                  seed=t)
+        assert e_auto <= e_learned + 1e-9, (t, e_auto, e_learned)
+        assert e_auto == pytest.approx(result["surface_error"][t], abs=1e-5)
+    # With random weights the learned guess is poor: the refinement must win somewhere.
+    assert result["refined_frames"] >= 1
+
+
+def test_init_offsets_start_optimize_there():
+    ref_v, ref_f, frames, truth = _in_memory(4)
+    few = dict(iterations=(1, 1), first_frame_factor=1, rigid_iterations=0)
+    diag = float(np.linalg.norm(np.ptp(ref_v, axis=0)))
+    seeded = register_optimize(ref_v, ref_f, frames, init_offsets=truth, **few)
+    cold = register_optimize(ref_v, ref_f, frames, **few)
+    err_seeded = np.linalg.norm(seeded - truth, axis=-1).mean() / diag
+    err_cold = np.linalg.norm(cold - truth, axis=-1).mean() / diag
+    assert err_seeded < 0.01 and err_seeded < 0.5 * err_cold, (err_seeded, err_cold)
+    # None keeps the default behaviour exactly.
+    np.testing.assert_array_equal(register_optimize(ref_v, ref_f, frames[:2], init_offsets=None),
+                                  register_optimize(ref_v, ref_f, frames[:2]))
+    with pytest.raises(BadInput, match="init_offsets"):
+        register_optimize(ref_v, ref_f, frames, init_offsets=truth[:2])
+
+
+def test_learned_covers_long_sequences_with_windows(models):
+    vae, model = models
+    ref_v, ref_f, frames, _ = _in_memory(16)
+    # Frames 16-19 replay 15..12, so the sequence's box (one normalisation for all frames) and
+    # hence the first window are the same as for the first 16 frames alone.
+    frames = frames + frames[15:11:-1]
+    calls = []
+    kw = dict(vae=vae, autoencoder=model, num_latents=NUM_LATENTS, surface_points=SURFACE_POINTS)
+    offsets = register_learned(ref_v, ref_f, frames, progress=lambda *a: calls.append(a), **kw)
+    assert offsets.shape == (20, len(ref_v), 3) and np.isfinite(offsets).all()
+    # 20 frames: windows 0-15 then 4-19; the second writes frames 16-19.
+    assert sum("window" in c[2] for c in calls) == 2 and calls[-1][0] == calls[-1][1] == 22
+    first = register_learned(ref_v, ref_f, frames[:16], **kw)
+    np.testing.assert_allclose(offsets[:16], first, atol=1e-6)
+    assert all(np.abs(offsets[t] - offsets[15]).max() > 0 for t in range(16, 20))
+
+
+def test_cancel_is_honoured(models):
+    vae, model = models
+    ref_v, ref_f, frames, _ = _in_memory(4)
+    kw = dict(vae=vae, autoencoder=model, num_latents=NUM_LATENTS, surface_points=SURFACE_POINTS)
+    for fn, after in ((register_learned, 2), (register_auto, 7)):  # auto: cancel while refining
+        calls = []
+        with pytest.raises(Cancelled):
+            fn(ref_v, ref_f, frames, progress=lambda *a: calls.append(a), should_cancel=lambda: len(calls) >= after,
+               **kw)
+        assert len(calls) == after, (fn.__name__, calls)
+
+
+def test_missing_weights_are_refused_clearly(seq, tmp_path, weights):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for method in ("learned", "auto"):
+        with pytest.raises(Unsupported, match="not built yet") as err:
+            _run(seq, tmp_path, method, empty)
+        assert "optimize" in err.value.message and "stage2" in err.value.message
+    only_vae = tmp_path / "only_vae"
+    only_vae.mkdir()
+    (only_vae / "vae").symlink_to(weights / "vae", target_is_directory=True)
+    with pytest.raises(Unsupported, match="not built yet"):
+        _run(seq, tmp_path, "learned", only_vae)
+    with pytest.raises(Unsupported, match="not built yet"):
+        run_register(JobContext(), reference=str(seq["reference"]), sequence=str(seq["sequence"]),
+                     out=str(tmp_path / "o"), method="learned", profile="no-such-profile")
+    with pytest.raises(BadInput, match="weights folder not found"):
+        _run(seq, tmp_path, "learned", tmp_path / "nowhere")
+    assert not (tmp_path / "learned" / "animation.npz").exists()
+
+
+def test_surface_error_measures_distance():
+    mesh = trimesh.creation.icosphere(subdivisions=3)
+    same = surface_error(mesh.vertices, mesh.faces, mesh.vertices, mesh.faces)
+    shifted = surface_error(mesh.vertices + [0.2, 0, 0], mesh.faces, mesh.vertices, mesh.faces)
+    assert same < 0.02 and 0.05 < shifted < 0.2, (same, shifted)
+    assert surface_error(mesh.vertices, mesh.faces, mesh.vertices, mesh.faces) == same  # deterministic
