@@ -14,6 +14,9 @@ SPACE_ITEMS = [
 
 METHOD_ITEMS = [
     ("optimize", "Optimise", "Non-rigid registration, frame to frame, as rigid as possible"),
+    ("auto", "Learned + Optimise", "The learned Stage II model's prediction, refined by optimisation where that "
+     "fits better (needs the Stage II weights)"),
+    ("learned", "Learned", "One forward pass of the learned Stage II model (needs the Stage II weights)"),
 ]
 
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from backend.errors import BadInput, Cancelled, Unsupported
 
-from .optimize import _as_faces, _as_points, register_optimize
+from .optimize import check_inputs, register_optimize
 from .quality import DEFAULT_SAMPLES, TargetSamples
 
 # Largest half-extent of the whole sequence after normalisation = 1 - margin = 0.925.
@@ -36,26 +36,6 @@ DEFAULT_SURFACE_POINTS = 2048  # backend.train.stage2 --surface-points default
 QUERY_CHUNK = 16384  # reference vertices per cross-attention call
 TARGET_CHUNK = 4  # target frames per self-attention pass (memory: chunk x T x (M+1) tokens)
 REFINE_ITERATIONS = (3, 3)  # per stiffness level, for "auto"
-
-
-def _check(ref_vertices, ref_faces, frames):
-    ref_v = _as_points(ref_vertices, "reference vertices")
-    ref_f = _as_faces(ref_faces, len(ref_v), "reference faces", allow_empty=True)
-    try:
-        frames = list(frames)
-    except TypeError:
-        raise BadInput("frames: expected a sequence of (vertices, faces) pairs") from None
-    if not frames:
-        raise BadInput("frames: the sequence is empty")
-    checked = []
-    for t, frame in enumerate(frames):
-        try:
-            fv, ff = frame
-        except (TypeError, ValueError):
-            raise BadInput(f"frame {t}: expected a (vertices, faces) pair") from None
-        fv = _as_points(fv, f"frame {t} vertices")
-        checked.append((fv, _as_faces(ff, len(fv), f"frame {t} faces", allow_empty=False)))
-    return ref_v, ref_f, checked
 
 
 def sequence_normalization(ref_vertices, frames):
@@ -95,7 +75,7 @@ def register_learned(ref_vertices, ref_faces, frames, *, vae, autoencoder, num_l
         if should_cancel is not None and should_cancel():
             raise Cancelled()
 
-    ref_v, ref_f, frames = _check(ref_vertices, ref_faces, frames)
+    ref_v, ref_f, frames = check_inputs(ref_vertices, ref_faces, frames)
     if vae.config["latent_channels"] != autoencoder.config["latent_channels"]:
         raise Unsupported(f"the shape VAE makes {vae.config['latent_channels']}-channel latents but the Stage II "
                           f"model expects {autoencoder.config['latent_channels']}: they were not trained together")
@@ -175,7 +155,7 @@ def register_auto(ref_vertices, ref_faces, frames, *, vae, autoencoder, num_late
     """
     from backend.models.temporal_autoencoder import window_plan
 
-    ref_v, ref_f, frames = _check(ref_vertices, ref_faces, frames)
+    ref_v, ref_f, frames = check_inputs(ref_vertices, ref_faces, frames)
     n = len(frames)
     window = int(autoencoder.temporal_context_size)
     lt = n + len(window_plan(n, window, window - 1))  # register_learned's own step count

@@ -53,6 +53,32 @@ def _as_faces(f, n_vertices, what, allow_empty):
     return f
 
 
+def check_inputs(ref_vertices, ref_faces, frames, check=None):
+    """Validated (reference vertices, reference faces, [(vertices, faces) per frame]) or BadInput.
+
+    `check` is called after each frame (a cancellation poll while large inputs are validated).
+    """
+    ref_v = _as_points(ref_vertices, "reference vertices")
+    ref_f = _as_faces(ref_faces, len(ref_v), "reference faces", allow_empty=True)
+    try:
+        frames = list(frames)
+    except TypeError:
+        raise BadInput("frames: expected a sequence of (vertices, faces) pairs") from None
+    if not frames:
+        raise BadInput("frames: the sequence is empty")
+    checked = []
+    for t, frame in enumerate(frames):
+        try:
+            fv, ff = frame
+        except (TypeError, ValueError):
+            raise BadInput(f"frame {t}: expected a (vertices, faces) pair") from None
+        fv = _as_points(fv, f"frame {t} vertices")
+        checked.append((fv, _as_faces(ff, len(fv), f"frame {t} faces", allow_empty=False)))
+        if check is not None:
+            check()
+    return ref_v, ref_f, checked
+
+
 class _Canceller:
     def __init__(self, should_cancel):
         self.should_cancel = should_cancel
@@ -137,23 +163,7 @@ def register_optimize(
     Raises BadInput for malformed or non-finite input.
     """
     cancel = _Canceller(should_cancel)
-    ref_v = _as_points(ref_vertices, "reference vertices")
-    ref_f = _as_faces(ref_faces, len(ref_v), "reference faces", allow_empty=True)
-    try:
-        frames = list(frames)
-    except TypeError:
-        raise BadInput("frames: expected a sequence of (vertices, faces) pairs") from None
-    if not frames:
-        raise BadInput("frames: the sequence is empty")
-    checked = []
-    for t, frame in enumerate(frames):
-        try:
-            fv, ff = frame
-        except (TypeError, ValueError):
-            raise BadInput(f"frame {t}: expected a (vertices, faces) pair") from None
-        fv = _as_points(fv, f"frame {t} vertices")
-        checked.append((fv, _as_faces(ff, len(fv), f"frame {t} faces", allow_empty=False)))
-        cancel.check()
+    ref_v, ref_f, checked = check_inputs(ref_vertices, ref_faces, frames, cancel.check)
     if len(iterations) != len(stiffness) or len(max_dist) != len(stiffness):
         raise ValueError("iterations, stiffness and max_dist need one entry per level")
     if init_offsets is not None:
