@@ -62,6 +62,8 @@ def main(argv=None) -> int:
     p.add_argument("--log-every", type=int, default=20)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--init-logvar", type=float, default=-6.0,
+                   help="initial posterior log-variance (bias of quant's logvar half) for a fresh model")
     p.add_argument("--init-from", default="", help="start from these weights (a shipped folder), e.g. to train longer")
     p.add_argument("--ship", default="", help="copy final weights and model card here (e.g. backend/weights/tiny/vae)")
     args = p.parse_args(argv)
@@ -88,6 +90,12 @@ def main(argv=None) -> int:
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01, betas=(0.9, 0.99))
     if args.init_from:
         model.load_state_dict(ShapeVAE.from_pretrained(args.init_from).state_dict())
+    else:
+        # A fresh posterior has std ~1: sampled latents are then mostly noise, the decoder learns
+        # to ignore them and the KL pulls the means to zero (posterior collapse; seen at 800 steps
+        # with KL falling from 4,700 to 15 and held-out IoU 0.1). Start with little noise instead.
+        with torch.no_grad():
+            model.quant.bias[model.config["latent_channels"]:] = args.init_logvar
     ckpt = out / "checkpoint"
     step = load_checkpoint(ckpt, model, optimizer) if ckpt.exists() else 0
     if step and d.main:
