@@ -9,6 +9,7 @@ never pickle, which can run code on load. Official diffusers folders (`config.js
 from __future__ import annotations
 
 import functools
+import hashlib
 import inspect
 import json
 import warnings
@@ -166,3 +167,12 @@ class ModelMixin(nn.Module):
         if device is not None:
             model.to(device)
         return model.eval()
+
+
+def file_sha256(path: Union[str, Path]) -> str:
+    """Fingerprint of a weights file, recorded in model cards to tie trained models together."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

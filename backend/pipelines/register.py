@@ -109,6 +109,7 @@ def _learned_weights(method: str, profile: str, weights_dir: Optional[str]) -> d
 
 
 def _register_learned(ctx: JobContext, method: str, dirs: dict, device: str, ref, frames, report):
+    from ..models.configs import file_sha256
     from ..models.temporal_autoencoder import TemporalAutoencoder
     from ..models.vae import ShapeVAE
     from ..registration.learned import DEFAULT_SURFACE_POINTS, register_auto, register_learned
@@ -134,7 +135,7 @@ def _register_learned(ctx: JobContext, method: str, dirs: dict, device: str, ref
     expected = card.get("vae_sha256")
     if expected:
         weights = dirs["vae"] / "model.safetensors"
-        if weights.is_file() and _sha256(weights) != expected:
+        if weights.is_file() and file_sha256(weights) != expected:
             warnings.append(f"the Stage II model was trained on another shape VAE than the one in {dirs['vae']}; "
                             "expect poor tracking")
     num_latents = int(card.get("num_latents") or vae.config["num_latents"])
@@ -152,16 +153,6 @@ def _register_learned(ctx: JobContext, method: str, dirs: dict, device: str, ref
         extra["surface_error"] = [round(e, 6) for e in details["error"]]
     extra["warnings"] = warnings
     return offsets, extra
-
-
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _alignment_warnings(ref_vertices: np.ndarray, first_frame: np.ndarray, name: str) -> list[str]:

@@ -20,7 +20,6 @@ sliding-window decoder and reports the mean distance to their true positions.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 import time
@@ -29,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..models.configs import file_sha256
 from ..models.temporal_autoencoder import TemporalAutoencoder, count_parameters
 from ..models.temporal_configs import AUTOENCODER_CONFIGS
 from .distributed import init_distributed, shutdown
@@ -257,14 +257,6 @@ def main(argv=None) -> int:
     return 0
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def ship(final: Path, dest: Path, args, figures: dict, seconds: float, parameters: int) -> None:
     import shutil
 
@@ -276,7 +268,7 @@ def ship(final: Path, dest: Path, args, figures: dict, seconds: float, parameter
         "model": "TemporalAutoencoder", "profile": args.profile, "parameters": parameters,
         "task": "Stage II: positions of surface points given at a source time, at target times, from per-frame "
                 "shape-VAE latents (normalised window time in [0, 1], windows of 16 sliding by 15)",
-        "vae": str(args.vae), "vae_sha256": _sha256(vae_weights) if vae_weights.is_file() else None,
+        "vae": str(args.vae), "vae_sha256": file_sha256(vae_weights) if vae_weights.is_file() else None,
         "seed": args.seed, "steps": args.steps, "batch": args.batch, "frames": args.frames,
         "num_latents": args.num_latents, "surface_points": args.surface_points, "queries": args.queries,
         "targets": args.targets, "loss": args.loss, "lr": args.lr, "mesh_resolution": args.mesh_resolution,

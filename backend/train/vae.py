@@ -32,9 +32,9 @@ def shape_batch(shapes, indices, rng, n_surface: int, n_query: int) -> dict:
     return {k: torch.from_numpy(np.stack([it[k] for it in items])) for k in ("surface", "query", "sdf")}
 
 
-def vae_loss(model, batch, generator, kl_weight: float):
+def vae_loss(model, batch, generator, kl_weight: float, sample_posterior: bool = True):
     """Clamped-SDF L1 + a sign term + KL. `model` may be DDP-wrapped: its forward syncs gradients."""
-    out = model(batch["surface"], batch["query"], generator=generator)
+    out = model(batch["surface"], batch["query"], generator=generator, sample_posterior=sample_posterior)
     target = batch["sdf"].clamp(-SDF_CLAMP, SDF_CLAMP)
     recon = (out.sdf.clamp(-SDF_CLAMP, SDF_CLAMP) - target).abs().mean() / SDF_CLAMP
     # The clamp has no gradient outside the band; this keeps wrong-signed far points learning.
@@ -62,6 +62,8 @@ def main(argv=None) -> int:
     p.add_argument("--log-every", type=int, default=20)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--sample-posterior", type=int, default=1,
+                   help="1: decode a sample of the posterior (a VAE); 0: its mean (an autoencoder)")
     p.add_argument("--init-logvar", type=float, default=-6.0,
                    help="initial posterior log-variance (bias of quant's logvar half) for a fresh model")
     p.add_argument("--init-from", default="", help="start from these weights (a shipped folder), e.g. to train longer")
@@ -114,7 +116,7 @@ def main(argv=None) -> int:
         generator = torch.Generator(device="cpu").manual_seed(args.seed * 1_000_003 + step * 97 + d.rank)
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, args.steps, args.lr, args.warmup)
-        loss, parts = vae_loss(train_model, batch, generator, args.kl_weight)
+        loss, parts = vae_loss(train_model, batch, generator, args.kl_weight, bool(args.sample_posterior))
         step = trainer.step(loss, step, parts)
 
     if d.main:
