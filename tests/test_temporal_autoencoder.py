@@ -8,7 +8,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("safetensors")
 
-from blender_harness import SHARED  # noqa: E402
+from manifests import assert_matches_manifest, official_manifest  # noqa: E402
 
 from backend.models.rope import apply_rope, frame_token_positions, rope_angles  # noqa: E402
 from backend.models.temporal_autoencoder import (  # noqa: E402
@@ -19,7 +19,6 @@ from backend.models.temporal_autoencoder import (  # noqa: E402
 )
 from backend.models.temporal_configs import ACTIONMESH_AUTOENCODER_CONFIG, TINY_AUTOENCODER_CONFIG  # noqa: E402
 
-MANIFEST = SHARED / "official" / "manifest_actionmesh.json"
 
 
 @pytest.fixture(scope="module")
@@ -42,16 +41,10 @@ def _inputs(b=2, t=4, m=8, q=50, c=32, n_targets=3, seed=0):
 
 
 def test_actionmesh_config_matches_official_manifest(capsys):
-    if not MANIFEST.is_file():
-        pytest.skip(f"needs the official parameter manifest at {MANIFEST} (shared data, absent in a user's clone)")
-    official = json.loads(MANIFEST.read_text())["actionmesh_autoencoder"]
+    official = official_manifest("manifest_actionmesh.json", "actionmesh_autoencoder")
     with torch.device("meta"):  # shapes only, no memory
         model = TemporalAutoencoder(**ACTIONMESH_AUTOENCODER_CONFIG)
-    ours = {name: list(t.shape) for name, t in model.state_dict().items()}
-    assert sorted(ours.keys() - official.keys()) == []
-    assert sorted(official.keys() - ours.keys()) == []
-    assert ours == official
-    assert list(ours) == list(official)  # same order as the released file's manifest
+    assert_matches_manifest(model, official)
     n = count_parameters(model)
     with capsys.disabled():
         print(f"\nactionmesh autoencoder: {n:,} parameters")

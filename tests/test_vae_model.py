@@ -7,12 +7,11 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("safetensors")
 
-from blender_harness import SHARED  # noqa: E402
+from manifests import assert_matches_manifest, official_manifest  # noqa: E402
 
 from backend.models import TINY_VAE_CONFIG, TRIPOSG_VAE_CONFIG, IncompatibleWeights, ShapeVAE  # noqa: E402
 from backend.models.vae import farthest_point_sampling  # noqa: E402
 
-MANIFEST = SHARED / "official" / "manifest_triposg.json"
 
 
 def _surface(batch=2, n=1024, seed=0):
@@ -29,16 +28,10 @@ def tiny():
 
 
 def test_triposg_config_matches_official_manifest():
-    if not MANIFEST.is_file():
-        pytest.skip(f"needs the official parameter manifest at {MANIFEST} (shared data, absent in a user's clone)")
-    official = json.loads(MANIFEST.read_text())["triposg_vae"]
+    official = official_manifest("manifest_triposg.json", "triposg_vae")
     with torch.device("meta"):  # shapes only, no memory
         model = ShapeVAE(**TRIPOSG_VAE_CONFIG)
-    ours = {name: list(t.shape) for name, t in model.state_dict().items()}
-    assert sorted(ours.keys() - official.keys()) == []
-    assert sorted(official.keys() - ours.keys()) == []
-    assert ours == official
-    assert list(ours) == list(official)  # same order too, so files diff cleanly
+    assert_matches_manifest(model, official)
     count = sum(p.numel() for p in model.parameters())
     assert abs(count / 1e6 - 242.7) < 0.05, count  # the README's 242.7M
 
