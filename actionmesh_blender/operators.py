@@ -22,7 +22,7 @@ from . import session, shape_keys
 from .backend_client import BackendUnavailable, Job, backend_source_root
 from .exchange import ResultError, read_offsets, write_ply
 from .preferences import backend_python, default_env_python, get_prefs, user_dir
-from .props import METHOD_ITEMS, SPACE_ITEMS
+from .props import OPERATOR_METHOD_ITEMS, SPACE_ITEMS
 
 KEEP_JOB_DIRS = 5
 # Blender Z-up scene coordinates -> Y-up file coordinates (the glTF convention): x, z, -y.
@@ -83,6 +83,12 @@ def _redraw(context) -> None:
             area.tag_redraw()
 
 
+def _method(choice: str, prefs) -> str:
+    if choice != "PREFERENCE":
+        return choice
+    return prefs.method if prefs is not None else "auto"
+
+
 class ACTIONMESH_OT_animate_from_sequence(bpy.types.Operator):
     """Animate the active mesh with shape keys that follow a folder of per-frame meshes"""
 
@@ -94,7 +100,7 @@ class ACTIONMESH_OT_animate_from_sequence(bpy.types.Operator):
         name="Mesh Sequence", subtype="DIR_PATH",
         description="Folder with one mesh per frame (obj, ply, stl, glb), in name order")
     space: bpy.props.EnumProperty(name="Coordinates", items=SPACE_ITEMS, default="LOCAL")
-    method: bpy.props.EnumProperty(name="Method", items=METHOD_ITEMS, default="optimize")
+    method: bpy.props.EnumProperty(name="Method", items=OPERATOR_METHOD_ITEMS, default="PREFERENCE")
 
     @classmethod
     def poll(cls, context):
@@ -175,7 +181,7 @@ class ACTIONMESH_OT_animate_from_sequence(bpy.types.Operator):
         prefs = get_prefs(context)
         scene = context.scene
         args = {"reference": str(job_dir / "reference.ply"), "sequence": directory, "out": str(job_dir / "out"),
-                "method": self.method, "device": prefs.device if prefs else "auto",
+                "method": _method(self.method, prefs), "device": prefs.device if prefs else "auto",
                 "fps": scene.render.fps / scene.render.fps_base}
         backend = session.get_backend(backend_python(context), cwd=str(_jobs_root()))
         session.current_job = Job(backend, "register", args)

@@ -21,13 +21,14 @@ class VIEW3D_PT_actionmesh(bpy.types.Panel):
         box.label(text="Mesh Sequence to Shape Keys", icon="MESH_DATA")
         box.prop(settings, "sequence_dir", text="")
         box.prop(settings, "space", text="")
-        box.prop(settings, "method")
+        prefs = context.preferences.addons.get(__package__)
+        if prefs is not None:  # one setting, shared with scripts: the preference
+            box.prop(prefs.preferences, "method")
         row = box.row()
         row.scale_y = 1.4
         op = row.operator("actionmesh.animate_from_sequence", text="Generate", icon="PLAY")
         op.directory = settings.sequence_dir
         op.space = settings.space
-        op.method = settings.method
 
         if state.running:
             col = layout.column()

@@ -9,6 +9,7 @@ from pathlib import Path
 import bpy
 
 from .backend_client import BackendUnavailable
+from .props import METHOD_ITEMS
 
 ENV_PYTHON = "ACTIONMESH_BACKEND_PYTHON"
 
@@ -59,6 +60,9 @@ class ActionMeshPreferences(bpy.types.AddonPreferences):
         items=[("auto", "Automatic", "GPU when the backend sees one, else CPU"),
                ("cpu", "CPU", "Always the CPU"),
                ("cuda", "CUDA GPU", "An NVIDIA GPU through CUDA")])
+    method: bpy.props.EnumProperty(
+        name="Method", items=METHOD_ITEMS, default="auto",
+        description="How a mesh sequence becomes shape keys on the selected object")
     model_dir: bpy.props.StringProperty(
         name="Model Folder", subtype="DIR_PATH", default="",
         description="Where downloaded model weights live. Empty: a folder in the extension's user directory")
@@ -72,4 +76,5 @@ class ActionMeshPreferences(bpy.types.AddonPreferences):
         row.operator("actionmesh.setup_backend", icon="CONSOLE")
         row.label(text=f"Environment: {default_env_python().parent.parent}")
         layout.prop(self, "device")
+        layout.prop(self, "method")
         layout.prop(self, "model_dir")

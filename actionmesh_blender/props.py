@@ -13,11 +13,14 @@ SPACE_ITEMS = [
 ]
 
 METHOD_ITEMS = [
-    ("optimize", "Optimise", "Non-rigid registration, frame to frame, as rigid as possible"),
     ("auto", "Learned + Optimise", "The learned Stage II model's prediction, refined by optimisation where that "
-     "fits better (needs the Stage II weights)"),
-    ("learned", "Learned", "One forward pass of the learned Stage II model (needs the Stage II weights)"),
+     "fits better (optimisation alone when the Stage II weights are not installed)"),
+    ("learned", "Learned", "One forward pass of the learned Stage II model: fastest (needs the Stage II weights)"),
+    ("optimize", "Optimise", "Non-rigid registration, frame to frame, as rigid as possible (no weights needed)"),
 ]
+# The operator's default: whatever the add-on preference says, so scripts and the panel agree.
+OPERATOR_METHOD_ITEMS = [("PREFERENCE", "From Preferences", "The method chosen in the add-on's preferences")] \
+    + METHOD_ITEMS
 
 
 class ActionMeshSettings(bpy.types.PropertyGroup):
@@ -26,7 +29,6 @@ class ActionMeshSettings(bpy.types.PropertyGroup):
         description="Folder with one mesh per frame (obj, ply, stl, glb), in name order")
     space: bpy.props.EnumProperty(name="Coordinates", items=SPACE_ITEMS, default="LOCAL",
                                   description="Which coordinates the sequence files are in")
-    method: bpy.props.EnumProperty(name="Method", items=METHOD_ITEMS, default="optimize")
 
 
 class ActionMeshJobState(bpy.types.PropertyGroup):

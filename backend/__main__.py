@@ -20,7 +20,10 @@ def _parser() -> argparse.ArgumentParser:
     reg.add_argument("--reference", required=True, help="the mesh whose topology is kept (obj, ply, stl, glb)")
     reg.add_argument("--sequence", required=True, help="folder with one mesh per frame, sorted by name")
     reg.add_argument("--out", required=True, help="output folder: animation.npz and animated.glb")
-    reg.add_argument("--method", default="optimize", choices=["optimize", "learned", "auto"])
+    reg.add_argument("--method", default="auto", choices=["optimize", "learned", "auto"],
+                     help="auto (default): the learned Stage II prediction refined by optimisation where that fits "
+                          "better (optimisation alone when the learned weights are not installed); learned: one "
+                          "forward pass; optimize: ARAP/ICP registration, no weights")
     reg.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     reg.add_argument("--fps", type=float, default=24.0)
     reg.add_argument("--json", action="store_true", help="print the result as one JSON line")

@@ -125,7 +125,15 @@ bpy.ops.import_scene.gltf(filepath={str(panda)!r})
 obj = max((o for o in bpy.context.scene.objects if o.type == "MESH"), key=lambda o: len(o.data.vertices))
 bpy.context.view_layer.objects.active = obj
 uv_layers, materials = len(obj.data.uv_layers), [m.name for m in obj.data.materials]
-status = bpy.ops.actionmesh.animate_from_sequence(directory={str(seq_dir)!r}, space="WORLD_Y_UP")
+prefs = bpy.context.preferences.addons[PKG].preferences
+methods_run = []
+# The operator follows the add-on preference unless told otherwise; the last run (the
+# preference's default, "auto") is the one checked below.
+for pref, explicit in (("auto", "optimize"), ("optimize", None), ("auto", None)):
+    prefs.method = pref
+    kw = {{"method": explicit}} if explicit else {{}}
+    status = bpy.ops.actionmesh.animate_from_sequence(directory={str(seq_dir)!r}, space="WORLD_Y_UP", **kw)
+    methods_run.append(session.current_job.outputs.get("method"))
 scene = bpy.context.scene
 to_y_up = np.array([[1, 0, 0], [0, 0, 1], [0, -1, 0]], np.float64)
 frames_world = []
@@ -138,11 +146,16 @@ for t in range(4):
     world = co.reshape(-1, 3) @ m[:3, :3].T + m[:3, 3]
     frames_world.append((world @ to_y_up.T).tolist())
 result(status=sorted(status), error=bpy.context.window_manager.actionmesh_job.last_error,
-       frames=frames_world, uv_layers=[uv_layers, len(obj.data.uv_layers)],
+       methods=methods_run, keys=[k.name for k in obj.data.shape_keys.key_blocks], frames=frames_world, uv_layers=[uv_layers, len(obj.data.uv_layers)],
        materials=[materials, [m.name for m in obj.data.materials]])
 '''
     r = run_blender(script, bpy_version, tmp_path=tmp_path)
     assert r["status"] == ["FINISHED"], r["error"]
+    # An explicit method wins over the preference; without the Stage II weights "auto" runs
+    # "optimize" (the backend says so in a warning).
+    stage2 = (REPO / "backend" / "weights" / "tiny" / "stage2" / "model.safetensors").is_file()
+    assert r["methods"] == ["optimize", "optimize", "auto" if stage2 else "optimize"]
+    assert r["keys"] == ["Basis"] + [f"AM_{t:03d}" for t in range(4)], "re-runs replace the AM_ keys"
     assert r["uv_layers"][0] == r["uv_layers"][1] >= 1 and r["materials"][0] == r["materials"][1]
     from scipy.spatial import cKDTree
 

@@ -126,6 +126,24 @@ def test_init_offsets_start_optimize_there():
         register_optimize(ref_v, ref_f, frames, init_offsets=truth[:2])
 
 
+def test_better_init_mode_ignores_a_bad_guess_and_takes_a_good_one():
+    ref_v, ref_f, frames, truth = _in_memory(4)
+    diag = float(np.linalg.norm(np.ptp(ref_v, axis=0)))
+    few = dict(iterations=(2, 2), first_frame_factor=1, rigid_iterations=0)
+    bad = np.random.default_rng(0).normal(scale=0.3 * diag, size=truth.shape)
+    err = lambda off: np.linalg.norm(off - truth, axis=-1).mean() / diag  # noqa: E731
+    plain = err(register_optimize(ref_v, ref_f, frames, **few))
+    fixed_bad = err(register_optimize(ref_v, ref_f, frames, init_offsets=bad, **few))
+    better_bad = err(register_optimize(ref_v, ref_f, frames, init_offsets=bad, init_mode="better", **few))
+    better_good = err(register_optimize(ref_v, ref_f, frames, init_offsets=truth, init_mode="better", **few))
+    # A scrambled guess wrecks "fixed" but "better" falls back to frame-to-frame registration...
+    assert fixed_bad > 3 * plain and better_bad == pytest.approx(plain, rel=1e-6), (fixed_bad, better_bad, plain)
+    # ... and still starts from a good guess.
+    assert better_good < 0.5 * plain, (better_good, plain)
+    with pytest.raises(ValueError, match="init_mode"):
+        register_optimize(ref_v, ref_f, frames, init_offsets=truth, init_mode="sometimes")
+
+
 def test_learned_covers_long_sequences_with_windows(models):
     vae, model = models
     ref_v, ref_f, frames, _ = _in_memory(16)
@@ -155,19 +173,24 @@ def test_cancel_is_honoured(models):
         assert len(calls) == after, (fn.__name__, calls)
 
 
-def test_missing_weights_are_refused_clearly(seq, tmp_path, weights):
+def test_missing_weights_refuse_learned_and_make_auto_fall_back(seq, tmp_path, weights):
     empty = tmp_path / "empty"
     empty.mkdir()
-    for method in ("learned", "auto"):
-        with pytest.raises(Unsupported, match="not built yet") as err:
-            _run(seq, tmp_path, method, empty)
-        assert "optimize" in err.value.message and "stage2" in err.value.message
+    with pytest.raises(Unsupported, match="not installed") as err:
+        _run(seq, tmp_path, "learned", empty)
+    assert "optimize" in err.value.message and "stage2" in err.value.message
+    # "auto" is the default everywhere, so it must work without the learned weights: it runs
+    # the optimisation alone and says so.
+    result, _ = _run(seq, tmp_path, "auto", empty)
+    assert result["method"] == "optimize"
+    assert any("ran 'optimize' alone" in w and "stage2" in w for w in result["warnings"]), result["warnings"]
+    assert (tmp_path / "auto" / "animation.npz").is_file()
     only_vae = tmp_path / "only_vae"
     only_vae.mkdir()
     (only_vae / "vae").symlink_to(weights / "vae", target_is_directory=True)
-    with pytest.raises(Unsupported, match="not built yet"):
+    with pytest.raises(Unsupported, match="not installed"):
         _run(seq, tmp_path, "learned", only_vae)
-    with pytest.raises(Unsupported, match="not built yet"):
+    with pytest.raises(Unsupported, match="not installed"):
         run_register(JobContext(), reference=str(seq["reference"]), sequence=str(seq["sequence"]),
                      out=str(tmp_path / "o"), method="learned", profile="no-such-profile")
     with pytest.raises(BadInput, match="weights folder not found"):

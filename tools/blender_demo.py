@@ -116,7 +116,14 @@ def main() -> int:
         print(f"error: {bpy.context.window_manager.actionmesh_job.last_error}", file=sys.stderr)
         return 1
     keys = [k.name for k in obj.data.shape_keys.key_blocks if k.name.startswith("AM_")]
-    print(f"    {len(keys)} shape keys in {time.monotonic() - started:.1f} s", flush=True)
+    import importlib
+
+    outputs = importlib.import_module("bl_ext.user_default.actionmesh.session").current_job.outputs or {}
+    print(f"    {len(keys)} shape keys in {time.monotonic() - started:.1f} s (method: {outputs.get('method')}"
+          + (f", {outputs['refined_frames']} of {len(keys)} frames refined by optimisation"
+             if "refined_frames" in outputs else "") + ")", flush=True)
+    for warning in outputs.get("warnings", []):
+        print(f"    warning: {warning}", flush=True)
 
     blend = out / "actionmesh_demo.blend"
     preview = out / "preview.png"

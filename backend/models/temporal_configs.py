@@ -23,20 +23,26 @@ ACTIONMESH_AUTOENCODER_CONFIG = dict(
     prediction_mode="direct",
 )
 
-# Same architecture and names, sized for CPU training next to the `tiny` shape VAE (whose latents
-# have 32 channels). 3,128,259 parameters, 12.5 MB in float32.
+# Same architecture and names, sized for CPU training and inference next to the `tiny` shape VAE
+# (whose latents have 32 channels): 1,001,603 parameters, 4.0 MB in float32. Its cost is set by
+# the inflated attention, run once per target frame over all frames' tokens; on 2 cores this
+# size trains a step (batch 2) in 0.12 s and tracks 5k vertices through 16 frames in 0.5 s,
+# against 0.72 s and 1.6 s for width 192 x 6 layers with 64 tokens per frame.
 TINY_AUTOENCODER_CONFIG = dict(
     temporal_context_size=16,
     in_channels=3,
     in_extra_channels=3,
     out_dim=3,
     latent_channels=32,
-    width=192,
-    num_layers=6,
+    width=128,
+    num_layers=4,
     num_attention_heads=4,
     embed_frequency=8,
     embed_include_pi=False,
-    prediction_mode="direct",
+    # Source position + predicted displacement: starts near "nothing moves" instead of having to
+    # learn to copy positions first ("direct", the official mode, was still further off than
+    # leaving the points in place after 700 steps on 2 cores).
+    prediction_mode="residual",
 )
 
 AUTOENCODER_CONFIGS = {"actionmesh": ACTIONMESH_AUTOENCODER_CONFIG, "tiny": TINY_AUTOENCODER_CONFIG}

@@ -22,7 +22,7 @@ WEIGHTS_ROOT = Path(__file__).resolve().parents[1] / "weights"
 MISALIGNED_FRACTION = 0.2
 
 
-def run_register(ctx: JobContext, *, reference: str, sequence: str, out: str, method: str = "optimize",
+def run_register(ctx: JobContext, *, reference: str, sequence: str, out: str, method: str = "auto",
                  device: str = "auto", fps: float = 24.0, profile: str = "tiny",
                  weights_dir: Optional[str] = None) -> dict:
     """Register `reference` onto every mesh of `sequence`; write animation.npz + animated.glb to `out`.
@@ -30,8 +30,9 @@ def run_register(ctx: JobContext, *, reference: str, sequence: str, out: str, me
     method: "optimize" (ARAP/ICP, no weights), "learned" (the Stage II model: shape VAE +
     temporal autoencoder), "auto" (learned, refined per frame by a few optimisation iterations,
     keeping per frame the one closer to that frame's surface). The learned methods read
-    `weights_dir`/vae and `weights_dir`/stage2 (default backend/weights/<profile>/...);
-    Unsupported when they are not there.
+    `weights_dir`/vae and `weights_dir`/stage2 (default backend/weights/<profile>/...). Without
+    them "learned" is Unsupported, while "auto" (the default) runs "optimize" and says so in a
+    warning: the default must work on any install, with or without the learned weights.
     """
     started = time.monotonic()
     if method not in METHODS:
@@ -42,7 +43,13 @@ def run_register(ctx: JobContext, *, reference: str, sequence: str, out: str, me
         _require_cuda()
     if not (np.isfinite(fps) and fps > 0):
         raise BadInput(f"fps must be a positive number, got {fps}")
-    learned_dirs = _learned_weights(method, profile, weights_dir) if method != "optimize" else None
+    learned_dirs, fallback = None, None
+    if method == "auto" and _missing(weights_folders(profile, weights_dir)):
+        fallback = ("the learned Stage II weights are not installed "
+                    f"({', '.join(_missing(weights_folders(profile, weights_dir)))} missing): ran 'optimize' alone")
+        method = "optimize"
+    elif method != "optimize":
+        learned_dirs = learned_weights(method, profile, weights_dir)
 
     files = list_sequence(sequence)
     total_load = len(files) + 1
@@ -58,6 +65,8 @@ def run_register(ctx: JobContext, *, reference: str, sequence: str, out: str, me
         frames.append((mesh.vertices, mesh.faces))
 
     warnings = _alignment_warnings(ref.vertices, frames[0][0], files[0].name)
+    if fallback:
+        warnings.append(fallback)
 
     report = lambda step, total, msg: ctx.progress("register", step, total, msg)  # noqa: E731
     extra = {}
@@ -88,8 +97,8 @@ def run_register(ctx: JobContext, *, reference: str, sequence: str, out: str, me
             "seconds": round(time.monotonic() - started, 3), "warnings": warnings, **extra}
 
 
-def _learned_weights(method: str, profile: str, weights_dir: Optional[str]) -> dict:
-    """-> {"vae": dir, "stage2": dir}; Unsupported (with what to do instead) when they are missing."""
+def weights_folders(profile: str, weights_dir: Optional[str]) -> dict:
+    """{"vae": dir, "stage2": dir} under `weights_dir` (default backend/weights/<profile>)."""
     if weights_dir is None:
         if not isinstance(profile, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", profile) or profile.startswith("."):
             raise BadInput(f"invalid profile name {profile!r}")
@@ -98,52 +107,70 @@ def _learned_weights(method: str, profile: str, weights_dir: Optional[str]) -> d
         root = Path(weights_dir)
         if not root.is_dir():
             raise BadInput(f"weights folder not found: {root}")
-    dirs = {"vae": root / "vae", "stage2": root / "stage2"}
-    missing = [str(d) for d in dirs.values() if not (d / "config.json").is_file()]
+    return {"vae": root / "vae", "stage2": root / "stage2"}
+
+
+def _missing(dirs: dict) -> list:
+    return [str(d) for d in dirs.values() if not (d / "config.json").is_file()]
+
+
+def learned_weights(method: str, profile: str, weights_dir: Optional[str]) -> dict:
+    """-> {"vae": dir, "stage2": dir}; Unsupported (with what to do instead) when they are missing."""
+    dirs = weights_folders(profile, weights_dir)
+    missing = _missing(dirs)
     if missing:
         raise Unsupported(
-            f"method {method!r} needs the learned Stage II model, which is not built yet: the {profile!r} "
-            f"Stage II weights have not been trained and shipped (no config.json in {', '.join(missing)}). "
+            f"method {method!r} needs the learned Stage II model, and the {profile!r} weights are not "
+            f"installed (no config.json in {', '.join(missing)}). "
             "Use --method optimize (method 'optimize'), which needs no weights.")
     return dirs
 
 
-def _register_learned(ctx: JobContext, method: str, dirs: dict, device: str, ref, frames, report):
+def load_learned(dirs: dict, device: str) -> dict:
+    """The shape VAE + Stage II model from `dirs` ({"vae", "stage2"}) and the encoding settings
+    the Stage II model was trained with (its training.json): keyword arguments for
+    register_learned / register_auto, plus "warnings"."""
     from ..models.configs import file_sha256
     from ..models.temporal_autoencoder import TemporalAutoencoder
     from ..models.vae import ShapeVAE
-    from ..registration.learned import DEFAULT_SURFACE_POINTS, register_auto, register_learned
-    from .reconstruct import resolve_device
+    from ..registration.learned import DEFAULT_SURFACE_POINTS
 
-    dev = resolve_device(device)
     warnings = []
     card = {}
-    card_path = dirs["stage2"] / "training.json"
+    card_path = Path(dirs["stage2"]) / "training.json"
     if card_path.is_file():
         try:
             card = json.loads(card_path.read_text())
         except (OSError, ValueError) as exc:
             warnings.append(f"could not read {card_path} ({exc}); using default encoding settings")
-    ctx.check_cancel()
-    vae = ShapeVAE.from_pretrained(dirs["vae"], device=dev)
-    ctx.check_cancel()
-    model = TemporalAutoencoder.from_pretrained(dirs["stage2"], device=dev)
+    vae = ShapeVAE.from_pretrained(dirs["vae"], device=device)
+    model = TemporalAutoencoder.from_pretrained(dirs["stage2"], device=device)
     if vae.config["latent_channels"] != model.config["latent_channels"]:
         raise Unsupported(f"the shape VAE in {dirs['vae']} makes {vae.config['latent_channels']}-channel latents "
                           f"but the Stage II model in {dirs['stage2']} expects {model.config['latent_channels']}: "
                           "they were not trained together")
     expected = card.get("vae_sha256")
     if expected:
-        weights = dirs["vae"] / "model.safetensors"
+        weights = Path(dirs["vae"]) / "model.safetensors"
         if weights.is_file() and file_sha256(weights) != expected:
             warnings.append(f"the Stage II model was trained on another shape VAE than the one in {dirs['vae']}; "
                             "expect poor tracking")
-    num_latents = int(card.get("num_latents") or vae.config["num_latents"])
-    surface_points = int(card.get("surface_points") or DEFAULT_SURFACE_POINTS)
-    common = dict(vae=vae, autoencoder=model, num_latents=num_latents, surface_points=surface_points,
-                  device=dev, progress=report, should_cancel=ctx.should_cancel)
-    extra = {"device": dev, "weights": str(dirs["stage2"].parent), "num_latents": num_latents,
-             "surface_points": surface_points}
+    return {"vae": vae, "autoencoder": model, "device": device,
+            "num_latents": int(card.get("num_latents") or vae.config["num_latents"]),
+            "surface_points": int(card.get("surface_points") or DEFAULT_SURFACE_POINTS), "warnings": warnings}
+
+
+def _register_learned(ctx: JobContext, method: str, dirs: dict, device: str, ref, frames, report):
+    from ..registration.learned import register_auto, register_learned
+    from .reconstruct import resolve_device
+
+    dev = resolve_device(device)
+    ctx.check_cancel()
+    models = load_learned(dirs, dev)
+    warnings = models.pop("warnings")
+    common = dict(models, progress=report, should_cancel=ctx.should_cancel)
+    extra = {"device": dev, "weights": str(dirs["stage2"].parent), "num_latents": models["num_latents"],
+             "surface_points": models["surface_points"]}
     if method == "learned":
         offsets = register_learned(ref.vertices, ref.faces, frames, **common)
     else:

@@ -143,6 +143,7 @@ def register_optimize(
     back_plane=0.0,
     back_ratio=2.0,
     init_offsets=None,
+    init_mode="fixed",
 ) -> np.ndarray:
     """Offsets [T,V,3] (float32) such that ref_vertices + offsets[t] follows frames[t].
 
@@ -160,12 +161,17 @@ def register_optimize(
     init_offsets: optional [T,V,3]; frame t then starts from ref_vertices + init_offsets[t]
     (its ARAP rotations estimated from that pose) instead of from the previous frame's result,
     so every frame is a refinement of that guess. None (default) leaves the method unchanged.
+    init_mode: "fixed" starts every frame from its guess; "better" starts it from whichever of
+    {its guess, the previous frame's result} lies closer to the frame's surface (two-way mean
+    distance), so a poor guess costs no more than plain frame-to-frame registration.
     Raises BadInput for malformed or non-finite input.
     """
     cancel = _Canceller(should_cancel)
     ref_v, ref_f, checked = check_inputs(ref_vertices, ref_faces, frames, cancel.check)
     if len(iterations) != len(stiffness) or len(max_dist) != len(stiffness):
         raise ValueError("iterations, stiffness and max_dist need one entry per level")
+    if init_mode not in ("fixed", "better"):
+        raise ValueError(f"init_mode must be 'fixed' or 'better', not {init_mode!r}")
     if init_offsets is not None:
         init_offsets = np.asarray(init_offsets, dtype=np.float64)
         if init_offsets.shape != (len(checked),) + ref_v.shape or not np.isfinite(init_offsets).all():
@@ -228,9 +234,11 @@ def register_optimize(
         target = TargetSurface((fv - centre) * scale, ff, len(rest), rng, back_ratio=back_ratio)
         cancel.check()
         if init_offsets is not None:
-            x = (ref_v[first] + init_offsets[t][first] - centre) * scale
-            x = x if blender is None else x[nodes]
-            rot = solver.rotations(x, np.broadcast_to(np.eye(3), (len(rest), 3, 3)).copy(), normals)
+            guess = (ref_v[first] + init_offsets[t][first] - centre) * scale
+            guess = guess if blender is None else guess[nodes]
+            if init_mode == "fixed" or _fit_distance(guess, target) <= _fit_distance(x, target):
+                x = guess
+                rot = solver.rotations(x, np.broadcast_to(np.eye(3), (len(rest), 3, 3)).copy(), normals)
         # Frame 0 starts from the rest pose, usually the largest jump of the sequence.
         iters = [n * (first_frame_factor if t == 0 else 1) for n in iterations]
         x, rot = _register_frame(x, rot, normals, solver, target, iters, max_dist,
@@ -243,6 +251,15 @@ def register_optimize(
         if progress is not None:
             progress(t + 1, n_frames, f"registered frame {t + 1}/{n_frames}")
     return offsets
+
+
+def _fit_distance(x, target) -> float:
+    """Two-way mean distance between node positions and a frame's samples (a cheap fit score)."""
+    from scipy.spatial import cKDTree
+
+    forward = target.tree.query(x, workers=-1)[0].mean()
+    backward = cKDTree(x).query(target.points[target.back], workers=-1)[0].mean()
+    return float(forward + backward)
 
 
 def _register_frame(x, rot, normals, solver, target, iterations, max_dist, rigid_iterations,

@@ -27,6 +27,14 @@ def render_readme(card: dict) -> str:
         f"{card['query_points']} SDF queries per shape, lr {card['lr']}, KL weight {card['kl_weight']}, seed {card['seed']}",
         f"- data: {card['train_shapes']} synthetic shapes (seeds {card['train_seeds'][0]}–{card['train_seeds'][1]})",
         f"- time: {card['train_seconds'] / 60:.0f} min on 2 CPU cores",
+    ]
+    prev = card.get("continues_from")
+    while prev:  # earlier runs this one continued (--init-from), newest first
+        lines += [f"- continues {prev['steps']} steps ({prev['train_seconds'] / 60:.0f} min) of: `{prev['command']}`"]
+        prev = prev.get("continues_from")
+    if "total_steps" in card:
+        lines += [f"- in all: {card['total_steps']} steps, {card['total_train_seconds'] / 60:.0f} min"]
+    lines += [
         "",
         "## Held-out quality",
         f"{h['shapes']} synthetic shapes never seen in training (seeds {card['heldout_seeds'][0]}–"
@@ -37,6 +45,13 @@ def render_readme(card: dict) -> str:
         f"| Chamfer (mean unsquared NN distance, both ways summed) | {h['chamfer_mean']:.4f} | {h['chamfer_max']:.4f} |",
         f"| volume IoU | {h['iou_mean']:.3f} | {h['iou_min']:.3f} |",
     ]
+    target = card.get("target")
+    if target:
+        met = target.get("reached")
+        lines += ["", f"Target: Chamfer below {target['chamfer_mean_below']} and IoU above {target['iou_mean_above']}: "
+                      + ("reached." if met else "**not reached** - these weights reconstruct coarse blobs, not "
+                         "shapes. They are shipped because the Stage II model is trained on their encoder's "
+                         "latents; better weights need far more training than 2 CPU cores give.")]
     for name, fig in card.get("real_meshes", {}).items():
         lines += ["", f"Round trip of the real mesh `{name}` (normalised to [-1, 1], extraction at "
                       f"{fig['resolution']}³): Chamfer {fig['chamfer']:.4f}."]

@@ -158,7 +158,7 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--batch", type=int, default=2)
     p.add_argument("--frames", type=int, default=16, help="window length (the model's temporal context)")
-    p.add_argument("--num-latents", type=int, default=64,
+    p.add_argument("--num-latents", type=int, default=32,
                    help="latent tokens per frame (VAE encode); inference must use the same count")
     p.add_argument("--surface-points", type=int, default=2048, help="surface samples per frame for the VAE")
     p.add_argument("--queries", type=int, default=512, help="tracked points per sequence per step")

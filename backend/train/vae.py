@@ -43,7 +43,7 @@ def vae_loss(model, batch, generator, kl_weight: float, sample_posterior: bool =
     return recon + sign + kl_weight * kl, {"recon": float(recon), "sign": float(sign), "kl": float(kl)}
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True)
     p.add_argument("--profile", default="tiny", choices=sorted(VAE_CONFIGS))
@@ -68,7 +68,11 @@ def main(argv=None) -> int:
                    help="initial posterior log-variance (bias of quant's logvar half) for a fresh model")
     p.add_argument("--init-from", default="", help="start from these weights (a shipped folder), e.g. to train longer")
     p.add_argument("--ship", default="", help="copy final weights and model card here (e.g. backend/weights/tiny/vae)")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
 
     from ..synthetic.dataset import CachedShapes, build_cache
 
@@ -145,6 +149,15 @@ def ship(final: Path, dest: Path, args, figures: dict, seconds: float) -> None:
             "train_seeds": [0, args.train_shapes - 1], "heldout_seeds": [HELDOUT_SEED0, HELDOUT_SEED0 + args.heldout_shapes - 1],
             "train_seconds": round(seconds), "heldout": figures,
             "command": "python -m backend.train.vae " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v not in ("", None))}
+    # A run started from earlier weights (--init-from) records that run's card, so the chain of
+    # commands that reproduces the weights from scratch stays in the file.
+    previous = Path(args.init_from) / "training.json" if args.init_from else None
+    if previous is not None and previous.is_file():
+        prev = json.loads(previous.read_text())
+        card["continues_from"] = {k: prev[k] for k in ("command", "steps", "train_seconds", "seed", "heldout",
+                                                       "continues_from") if k in prev}
+        card["total_steps"] = args.steps + prev.get("total_steps", prev["steps"])
+        card["total_train_seconds"] = round(seconds) + prev.get("total_train_seconds", prev["train_seconds"])
     (dest / "training.json").write_text(json.dumps(card, indent=2))
 
 
