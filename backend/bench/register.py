@@ -225,6 +225,8 @@ def run(n_frames=16, seed=0, methods=METHODS, sequences=SEQUENCES, panda=DEFAULT
         entry = {"name": seq["name"], "seed": int(seq["seed"]), "ref_vertices": len(seq["ref_vertices"]),
                  "frame_vertices": int(np.mean([len(v) for v, _ in seq["frames"]])),
                  "generate_seconds": time.perf_counter() - t0}
+        if "archetype" in seq:
+            entry["archetype"] = seq["archetype"]
         entry["methods"] = run_methods(seq, methods, models)
         if seq["name"] == "creature" and baseline_frames:
             ids = np.unique(np.linspace(0, n_frames - 1, min(baseline_frames, n_frames)).round().astype(int))
@@ -260,22 +262,22 @@ def table(results) -> str:
     lines = [f"{results['frames']} frames per sequence; error = mean vertex distance to the truth / reference "
              "bbox diagonal; CD-M in the [-1, 1] box (x1000); seconds for the whole sequence",
              f"learned weights: {results['weights'] or 'not installed - ' + str(results['weights_note'])}", ""]
-    head = f"{'sequence':<24}{'method':<14}{'vert err':>9}{'max fr':>9}{'CD-M':>8}{'sec':>8}{'x optim':>9}"
+    head = f"{'sequence':<30}{'method':<14}{'vert err':>9}{'max fr':>9}{'CD-M':>8}{'sec':>8}{'x optim':>9}"
     lines.append(head)
     for s in results["sequences"]:
-        label = f"{s['name']} {s.get('seed', '')}"
+        label = f"{s['name']} {s.get('seed', '')}" + (f" {s['archetype']}" if "archetype" in s else "")
         if "skipped" in s:
-            lines.append(f"{label:<24}skipped: {s['skipped']}")
+            lines.append(f"{label:<30}skipped: {s['skipped']}")
             continue
         rows = dict(s["methods"])
         if "nricp_amberg" in s:
             rows["nricp_amberg*"] = s["nricp_amberg"]
         for name, r in rows.items():
             if "skipped" in r:
-                lines.append(f"{label:<24}{name:<14}skipped: {r['skipped']}")
+                lines.append(f"{label:<30}{name:<14}skipped: {r['skipped']}")
                 continue
             sp = r.get("speedup_vs_optimize")
-            lines.append(f"{label:<24}{name:<14}{r['vertex_error']:>9.4f}{r['max_frame_error']:>9.4f}"
+            lines.append(f"{label:<30}{name:<14}{r['vertex_error']:>9.4f}{r['max_frame_error']:>9.4f}"
                          f"{1000 * r['cd_m']:>8.2f}{r['seconds']:>8.2f}{'' if sp is None else f'{sp:>9.1f}'}")
             label = ""
     if any("nricp_amberg" in s for s in results["sequences"]):
