@@ -92,13 +92,32 @@ def test_time_embedding_layout():
 
 def test_residual_mode_adds_the_source_position():
     torch.manual_seed(0)
-    model = TemporalAutoencoder(**{**TINY_AUTOENCODER_CONFIG, "prediction_mode": "residual"}).eval()
+    direct = TemporalAutoencoder(**{**TINY_AUTOENCODER_CONFIG, "prediction_mode": "direct"}).eval()
+    residual = TemporalAutoencoder(**{**TINY_AUTOENCODER_CONFIG, "prediction_mode": "residual"}).eval()
+    residual.load_state_dict(direct.state_dict())
     latents, queries, source, targets = _inputs(b=1)
     with torch.no_grad():
-        pos = model(latents, queries, source, targets)
-        field = model.read(model.memory(latents, source, targets[:, :1], torch.arange(4)[None]),
-                           model.query_features(queries))
-    torch.testing.assert_close(pos[:, 0], (queries[..., :3] + field).clamp(-1, 1), atol=1e-5, rtol=1e-5)
+        field = direct(latents, queries, source, targets)  # the field itself, already in [-1, 1]
+        pos = residual(latents, queries, source, targets)
+    torch.testing.assert_close(pos, (queries[:, None, :, :3] + field).clamp(-1, 1), atol=1e-5, rtol=1e-5)
+
+
+def test_time_options_leave_the_official_layout_alone_and_change_the_answer():
+    official = TemporalAutoencoder(**{**TINY_AUTOENCODER_CONFIG, "time_tokens": "shared", "time_scale": 1.0,
+                                      "query_time": False})
+    ours = TemporalAutoencoder(**TINY_AUTOENCODER_CONFIG)
+    extra = set(ours.state_dict()) - set(official.state_dict())
+    assert extra == {"proj_time.weight", "proj_time.bias"}
+    assert list(official.state_dict()) == [k for k in ours.state_dict() if k not in extra]
+    torch.manual_seed(0)
+    model = TemporalAutoencoder(**TINY_AUTOENCODER_CONFIG).eval()
+    latents, queries, source, _ = _inputs(b=1)
+    with torch.no_grad():
+        a = model(latents, queries, source, torch.tensor([[0.25]]))
+        b = model(latents, queries, source, torch.tensor([[0.75]]))
+    assert (a - b).abs().max() > 1e-4, "the target time must reach the prediction"
+    with pytest.raises(ValueError, match="time_tokens"):
+        TemporalAutoencoder(**{**TINY_AUTOENCODER_CONFIG, "time_tokens": "nope"})
 
 
 def test_bad_inputs_are_refused(tiny):

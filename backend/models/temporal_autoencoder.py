@@ -62,6 +62,7 @@ from .embeddings import FourierEmbedder
 from .rope import temporal_rotary_fn
 
 PREDICTION_MODES = ("direct", "residual")
+TIME_TOKENS = ("shared", "per_frame")
 
 
 def time_pair_embedding(source: torch.Tensor, target: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
@@ -183,8 +184,13 @@ class TemporalAutoencoder(ModelMixin):
         embed_frequency: int = 8,
         embed_include_pi: bool = False,
         prediction_mode: str = "direct",
+        time_tokens: str = "shared",
+        time_scale: float = 1.0,
+        query_time: bool = False,
     ):
         super().__init__()
+        if time_tokens not in TIME_TOKENS:
+            raise ValueError(f"time_tokens must be one of {TIME_TOKENS}, not {time_tokens!r}")
         if prediction_mode not in PREDICTION_MODES:
             raise ValueError(f"prediction_mode must be one of {PREDICTION_MODES}, not {prediction_mode!r}")
         if width % num_attention_heads or (width // num_attention_heads) % 2:
@@ -207,6 +213,11 @@ class TemporalAutoencoder(ModelMixin):
         self.norm_out = nn.LayerNorm(width)
         self.proj_out = nn.Linear(width, out_dim)
         self.post_quant = nn.Linear(latent_channels, width)
+        # Our options for small models (off in the official config, whose names and order above
+        # are untouched): see TINY_AUTOENCODER_CONFIG for why.
+        self.time_tokens = time_tokens
+        self.time_scale = float(time_scale)
+        self.proj_time = nn.Linear(width, width) if query_time else None
 
     # ------------------------------------------------------------ pieces
 
@@ -224,17 +235,31 @@ class TemporalAutoencoder(ModelMixin):
         b, t, m, _ = latents.shape
         k = target_times.shape[1]
         frames = self.post_quant(latents).flatten(1, 2)  # [B, T*M, W]
-        time_tok = time_pair_embedding(source_time[:, None].expand_as(target_times), target_times, self.width // 2)
-        time_tok = time_tok.to(frames.dtype).reshape(b * k, 1, self.width).expand(-1, t, -1)  # one per frame
+        if self.time_tokens == "shared":  # official: every frame's time token is the same (s, t) pair
+            time_tok = self._time_embedding(source_time[:, None].expand_as(target_times), target_times)
+            time_tok = time_tok.to(frames.dtype).reshape(b * k, 1, self.width).expand(-1, t, -1)
+        else:  # "per_frame": frame f's token holds (s - tau_f, t - tau_f), tau_f = f's own window time
+            tau = (frame_index - frame_index[:, :1]).float() / max(t - 1, 1)
+            rel_s = (source_time[:, None, None] - tau[:, None, :]).expand(-1, k, -1)
+            rel_t = target_times[:, :, None] - tau[:, None, :]
+            time_tok = self._time_embedding(rel_s, rel_t).to(frames.dtype).reshape(b * k, t, self.width)
         h = torch.cat([frames.repeat_interleave(k, dim=0), time_tok], dim=1)
         rotary = temporal_rotary_fn(frame_index, m, self.dim_head, extra_per_frame=1, repeat=k)
         for block in self.blocks[:-1]:
             h = block(h, rotary_fn=rotary)
         return h
 
-    def read(self, memory: torch.Tensor, query_features: torch.Tensor) -> torch.Tensor:
-        """memory [B', S, W], query features [B', Q, F] -> field in [-1, 1], [B', Q, out_dim]."""
-        q = self.blocks[-1](self.proj_query(query_features.to(memory.dtype)), context=memory)
+    def _time_embedding(self, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return time_pair_embedding(source * self.time_scale, target * self.time_scale, self.width // 2)
+
+    def read(self, memory: torch.Tensor, query_features: torch.Tensor,
+             time_query: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """memory [B', S, W], query features [B', Q, F] (+ time_query [B', 1, W] with query_time)
+        -> field in [-1, 1], [B', Q, out_dim]."""
+        q = self.proj_query(query_features.to(memory.dtype))
+        if time_query is not None:
+            q = q + time_query
+        q = self.blocks[-1](q, context=memory)
         logits = -self.proj_out(self.norm_out(q))
         return 2.0 * torch.sigmoid(logits.float()) - 1.0
 
@@ -283,8 +308,12 @@ class TemporalAutoencoder(ModelMixin):
             k = tt.shape[1]
             mem = self.memory(latents, source_time.to(latents.device), tt.to(latents.device), frame_index)
             feats = features.repeat_interleave(k, dim=0)
+            time_query = None
+            if self.proj_time is not None:
+                pair = self._time_embedding(source_time[:, None].expand_as(tt).to(latents.device), tt.to(latents.device))
+                time_query = self.proj_time(pair.to(mem.dtype).reshape(b * k, 1, self.width))
             qstep = query_chunk or feats.shape[1]
-            field = torch.cat([self.read(mem, f) for f in feats.split(qstep, dim=1)], dim=1)
+            field = torch.cat([self.read(mem, f, time_query) for f in feats.split(qstep, dim=1)], dim=1)
             outputs.append(field.unflatten(0, (b, k)))
         field = torch.cat(outputs, dim=1)
         if self.prediction_mode == "residual":
