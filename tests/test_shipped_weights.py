@@ -9,12 +9,6 @@ from blender_harness import REPO
 
 VAE_DIR = REPO / "backend" / "weights" / "tiny" / "vae"
 
-if not (VAE_DIR / "model.safetensors").is_file():
-    # Not a hidden failure: the tiny VAE has not reached its quality target yet (issue 3), so no
-    # weights are shipped and `reconstruct` refuses with a message saying so (test_geometry.py).
-    pytest.skip(f"no tiny VAE weights shipped yet at {VAE_DIR} (training in progress, issue 3)",
-                allow_module_level=True)
-
 
 def test_tiny_vae_is_shipped_small_and_safetensors_only():
     assert (VAE_DIR / "model.safetensors").stat().st_size < 16 * 2 ** 20

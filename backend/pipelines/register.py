@@ -44,9 +44,9 @@ def run_register(ctx: JobContext, *, reference: str, sequence: str, out: str, me
     if not (np.isfinite(fps) and fps > 0):
         raise BadInput(f"fps must be a positive number, got {fps}")
     learned_dirs, fallback = None, None
-    if method == "auto" and _missing(weights_folders(profile, weights_dir)):
-        fallback = ("the learned Stage II weights are not installed "
-                    f"({', '.join(_missing(weights_folders(profile, weights_dir)))} missing): ran 'optimize' alone")
+    missing = _missing(weights_folders(profile, weights_dir)) if method == "auto" else []
+    if missing:
+        fallback = f"the learned Stage II weights are not installed ({', '.join(missing)} missing): ran 'optimize' alone"
         method = "optimize"
     elif method != "optimize":
         learned_dirs = learned_weights(method, profile, weights_dir)
