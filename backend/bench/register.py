@@ -36,7 +36,7 @@ DEFAULT_PANDA = REPO.parent / "shared" / "examples" / "panda" / "panda.glb"
 METHODS = ("none", "optimize", "learned", "auto")
 SEQUENCES = ("creature", "articulated", "panda")
 CDM_POINTS = 20_000
-ARTICULATED_SEED0 = 10_000_000 + 5_000  # held-out range (backend.train.vae.HELDOUT_SEED0), past its eval seeds
+ARTICULATED_OFFSET = 5_000  # seeds from HELDOUT_SEED0 + this: held out, past the trainers' own eval seeds
 
 
 # ---------------------------------------------------------------- sequences
@@ -78,11 +78,14 @@ def articulated_sequence(n_frames: int, seed: int, ref_faces: int = 8000) -> dic
     from backend.geometry.postprocess import decimate
     from backend.synthetic.dataset import make_sequence_sample
 
-    s = make_sequence_sample(ARTICULATED_SEED0 + seed, n_frames=n_frames, n_tracked=8192, mesh_resolution=96)
+    from backend.train.vae import HELDOUT_SEED0
+
+    seed = HELDOUT_SEED0 + ARTICULATED_OFFSET + seed
+    s = make_sequence_sample(seed, n_frames=n_frames, n_tracked=8192, mesh_resolution=96)
     ref_v, ref_f = decimate(s["vertices"][0].astype(np.float64), s["faces"][0], ref_faces)
     tracked = s["tracked"][..., :3].astype(np.float64)  # [T, N, 3] material points
     # Each reference vertex moves like its own part's nearest material points (k = 4, 1/d weights).
-    _, part = _nearest_part(s, ref_v)
+    part = _nearest_part(s, ref_v)
     gt = np.empty((n_frames,) + ref_v.shape)
     for p in np.unique(part):
         mine, pts = np.nonzero(part == p)[0], np.nonzero(s["tracked_part"] == p)[0]
@@ -93,7 +96,7 @@ def articulated_sequence(n_frames: int, seed: int, ref_faces: int = 8000) -> dic
         w /= w.sum(1, keepdims=True)
         disp = tracked[:, pts[j]] - tracked[0, pts[j]][None]  # [T, m, 4, 3]
         gt[:, mine] = ref_v[mine][None] + (disp * w[None, :, :, None]).sum(2)
-    return {"name": "articulated", "seed": ARTICULATED_SEED0 + seed, "ref_vertices": ref_v, "ref_faces": ref_f,
+    return {"name": "articulated", "seed": seed, "ref_vertices": ref_v, "ref_faces": ref_f,
             "frames": [(v.astype(np.float64), f) for v, f in zip(s["vertices"], s["faces"])],
             "gt_vertices": gt, "gt_points": tracked, "archetype": str(s["archetype"])}
 
@@ -102,8 +105,8 @@ def _nearest_part(s, points):
     """Body part of each point: that of the nearest frame-0 marching-cubes vertex."""
     from scipy.spatial import cKDTree
 
-    d, j = cKDTree(s["vertices"][0]).query(points)
-    return d, np.asarray(s["vertex_part"][0])[j]
+    j = cKDTree(s["vertices"][0]).query(points)[1]
+    return np.asarray(s["vertex_part"][0])[j]
 
 
 def panda_sequence(n_frames: int, seed: int, path: Path) -> dict:
