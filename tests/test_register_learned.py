@@ -204,3 +204,35 @@ def test_surface_error_measures_distance():
     shifted = surface_error(mesh.vertices + [0.2, 0, 0], mesh.faces, mesh.vertices, mesh.faces)
     assert same < 0.02 and 0.05 < shifted < 0.2, (same, shifted)
     assert surface_error(mesh.vertices, mesh.faces, mesh.vertices, mesh.faces) == same  # deterministic
+
+
+def test_large_references_are_tracked_at_nodes_and_every_vertex_follows(models):
+    vae, _ = models
+    # A model whose displacement field is the same everywhere: each vertex must get exactly that
+    # displacement whether tracked itself or carried by its nearest nodes (weights sum to 1).
+    torch.manual_seed(0)
+    model = TemporalAutoencoder(**AUTOENCODER_CONFIGS["tiny"]).eval()
+    shift = torch.tensor([0.05, -0.02, 0.0])
+    with torch.no_grad():
+        model.proj_out.weight.zero_()
+        model.proj_out.bias.copy_(-torch.log((1 + shift) / (1 - shift)))  # 2*sigmoid(-b) - 1 = shift
+    seen = []
+    hook = model.proj_query.register_forward_hook(lambda m, i, o: seen.append(o.shape[1]))
+    ref = trimesh.creation.icosphere(subdivisions=3)
+    ref_v = ref.vertices * np.array([0.5, 1.2, 0.4])
+    frames = [(bend(ref_v, t), ref.faces) for t in np.linspace(0.0, 1.0, 4)]
+    kw = dict(vae=vae, autoencoder=model, num_latents=NUM_LATENTS, surface_points=SURFACE_POINTS)
+    try:
+        full = register_learned(ref_v, ref.faces, frames, query_nodes=None, **kw)
+        assert set(seen) == {len(ref_v)}
+        seen.clear()
+        nodes = register_learned(ref_v, ref.faces, frames, query_nodes=150, **kw)
+        assert 100 < max(seen) < 250, seen
+    finally:
+        hook.remove()
+    assert np.abs(full[0]).max() == 0 and np.abs(nodes[0]).max() == 0
+    expected = np.broadcast_to(full[1, :1], full[1].shape)
+    assert np.abs(expected).max() > 0.01
+    for t in range(1, 4):
+        np.testing.assert_allclose(full[t], expected, atol=1e-5)
+        np.testing.assert_allclose(nodes[t], expected, atol=1e-5)

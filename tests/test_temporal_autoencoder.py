@@ -241,18 +241,27 @@ def test_predict_sequence_31_frames_is_stitched_consistently(tiny):
     torch.testing.assert_close(out[1:16], first[0], atol=1e-5, rtol=1e-5)
 
 
-def test_predict_sequence_short_and_with_faces(tiny):
+def test_predict_sequence_short_and_with_moving_normals(tiny):
     g = torch.Generator().manual_seed(2)
-    # a tetrahedron: faces let later windows recompute normals on the deformed mesh
+    # a tetrahedron: later windows recompute normals on the deformed mesh, as upstream does
     verts = torch.tensor([[0.5, 0.5, 0.5], [-0.5, -0.5, 0.5], [-0.5, 0.5, -0.5], [0.5, -0.5, -0.5]])
     faces = torch.tensor([[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]])
-    from backend.models.temporal_autoencoder import vertex_normals
+    from backend.models.temporal_autoencoder import vertex_normals, window_plan
 
     normals = vertex_normals(verts, faces)
     assert (torch.einsum("vc,vc->v", normals, verts) > 0).all()  # outward
     queries = torch.cat([verts, normals], -1)
+    seen = []
+
+    def normals_fn(x):
+        seen.append(x.clone())
+        return vertex_normals(x, faces)
+
     for t in (1, 5):
-        out = tiny.predict_sequence(torch.randn(t, 4, 32, generator=g), queries, faces=faces)
+        out = tiny.predict_sequence(torch.randn(t, 4, 32, generator=g), queries, normals_fn=normals_fn)
         assert out.shape == (t, 4, 3) and torch.equal(out[0], verts)
-    out = tiny.predict_sequence(torch.randn(18, 4, 32, generator=g), queries, faces=faces, window=4, stride=3)
+    assert not seen  # one window: its source is frame 0, whose normals are given
+    out = tiny.predict_sequence(torch.randn(18, 4, 32, generator=g), queries, normals_fn=normals_fn, window=4, stride=3)
     assert out.shape == (18, 4, 3) and torch.isfinite(out).all()
+    sources = [w.source for w in window_plan(18, 4, 3) if w.source != 0]
+    assert len(seen) == len(sources) and all(torch.equal(x, out[s]) for x, s in zip(seen, sources))

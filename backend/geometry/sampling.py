@@ -30,7 +30,11 @@ def sample_surface(vertices: np.ndarray, faces: np.ndarray, count: int, *, seed=
     or a numpy Generator; the same seed gives the same samples. Normals follow the winding
     (counter-clockwise seen from outside -> pointing outwards).
     """
-    normals, areas = face_normals_and_areas(vertices, faces)
+    v = np.asarray(vertices, dtype=np.float64)
+    f = np.asarray(faces, dtype=np.int64)
+    cross = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])
+    length = np.sqrt(np.einsum("ij,ij->i", cross, cross))
+    areas = 0.5 * length
     total = areas.sum()
     if not np.isfinite(total) or total <= 0:
         raise ValueError("mesh has no surface area to sample")
@@ -41,11 +45,12 @@ def sample_surface(vertices: np.ndarray, faces: np.ndarray, count: int, *, seed=
     uv = rng.random((count, 2))
     flip = uv.sum(axis=1) > 1.0
     uv[flip] = 1.0 - uv[flip]
-    v = np.asarray(vertices, dtype=np.float64)
-    f = np.asarray(faces, dtype=np.int64)[face]
-    a = v[f[:, 0]]
-    points = a + uv[:, :1] * (v[f[:, 1]] - a) + uv[:, 1:] * (v[f[:, 2]] - a)
-    return points.astype(np.float32), normals[face].astype(np.float32)
+    tri = f[face]
+    a = v[tri[:, 0]]
+    points = a + uv[:, :1] * (v[tri[:, 1]] - a) + uv[:, 1:] * (v[tri[:, 2]] - a)
+    # Unit normals of the chosen faces only (as face_normals_and_areas computes them).
+    normals = cross[face] / np.maximum(length[face], 1e-300)[:, None]
+    return points.astype(np.float32), normals.astype(np.float32)
 
 
 def farthest_point_sampling(points: np.ndarray, count: int, start_index: int = 0) -> np.ndarray:

@@ -327,7 +327,7 @@ class TemporalAutoencoder(ModelMixin):
         self,
         latents: torch.Tensor,
         queries: torch.Tensor,
-        faces: Optional[torch.Tensor] = None,
+        normals_fn: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
         window: Optional[int] = None,
         stride: Optional[int] = None,
         target_chunk: Optional[int] = None,
@@ -336,10 +336,10 @@ class TemporalAutoencoder(ModelMixin):
     ) -> torch.Tensor:
         """Track points given at frame 0 through a sequence of any length.
 
-        latents [T, M, C]; queries [Q, 6] (xyz + normal at frame 0); faces [F, 3] optional: the
-        queries are then mesh vertices and each later window's query normals are recomputed from
-        the deformed mesh at its source frame (as upstream does); without faces the frame-0 normals
-        are reused. Windows of `window` (default temporal_context_size = 16) frames sliding by
+        latents [T, M, C]; queries [Q, 6] (xyz + normal at frame 0); normals_fn(positions [Q, 3])
+        -> [Q, 3]: the queries' normals once moved there, called for each later window's source
+        frame (upstream recomputes vertex normals on the deformed mesh,
+        `lambda x: vertex_normals(x, faces)`); without it the frame-0 normals are reused. Windows of `window` (default temporal_context_size = 16) frames sliding by
         `stride` (default window - 1 = 15): each starts from its first frame's already predicted
         positions, with source time 0. Returns [T, Q, 3] float32, row 0 = the given xyz.
         """
@@ -351,15 +351,13 @@ class TemporalAutoencoder(ModelMixin):
         positions = torch.empty(latents.shape[0], queries.shape[0], 3, dtype=torch.float32, device=device)
         positions[0] = queries[:, :3].float()
         normals0 = queries[:, 3:].float()
-        if faces is not None:
-            faces = torch.as_tensor(faces, dtype=torch.long, device=device)
         for i, win in enumerate(plan):
             if callback is not None:
                 callback(i, len(plan))
             if not win.targets:
                 continue
             src = positions[win.source]
-            normals = vertex_normals(src, faces) if (faces is not None and win.source != 0) else normals0
+            normals = normals_fn(src) if (normals_fn is not None and win.source != 0) else normals0
             f0, f1 = win.frames[0], win.frames[-1]
             span = max(f1 - f0, 1)
             tt = torch.tensor([[(f - f0) / span for f in win.targets]], dtype=torch.float32, device=device)

@@ -40,6 +40,8 @@ QUERY_CHUNK = 16384  # reference vertices per cross-attention call
 # few target frames at a time for the official one (2,048 tokens per frame).
 TOKEN_BUDGET = 32_768
 REFINE_ITERATIONS = (3, 3)  # per stiffness level, for "auto"
+QUERY_NODES = 1024  # reference points the model tracks; the other vertices follow them
+ENCODE_BATCH = 16  # frames per VAE call
 
 
 def sequence_normalization(ref_vertices, frames):
@@ -58,23 +60,25 @@ def sequence_normalization(ref_vertices, frames):
 def register_learned(ref_vertices, ref_faces, frames, *, vae, autoencoder, num_latents: int,
                      surface_points: int = DEFAULT_SURFACE_POINTS, device="cpu", progress=None,
                      should_cancel=None, seed: int = 0, query_chunk: int = QUERY_CHUNK,
-                     target_chunk: int | None = None) -> np.ndarray:
+                     target_chunk: int | None = None, query_nodes: int | None = QUERY_NODES) -> np.ndarray:
     """Offsets [T,V,3] float32 such that ref_vertices + offsets[t] follows frames[t] (offsets[0] = 0).
 
     vae: a ShapeVAE, autoencoder: a TemporalAutoencoder (both moved to `device` and set to eval);
     num_latents / surface_points: tokens per frame and surface samples per frame, as the
     autoencoder was trained with (its training.json). frames: (vertices, faces) pairs of any
     topology. Vertices sharing a position (UV/normal seams) are welded and moved together.
-    progress(step, total, message): once per encoded frame, then once per window.
-    should_cancel(): polled between frames and between windows; raises Cancelled.
+    progress(step, total, message): once per sampled frame, then once per window. should_cancel(): polled between frames and between windows;
+    raises Cancelled. References with more than `query_nodes` vertices are tracked at that many
+    nodes spread over the surface, each vertex following its 4 nearest (None: every vertex).
     Memory stays bounded for large references: queries go through the cross-attention
     `query_chunk` at a time, targets through the self-attention `target_chunk` at a time
     (default: as many as fit TOKEN_BUDGET).
     """
     import torch
 
-    from backend.geometry.sampling import sample_surface
     from backend.models.temporal_autoencoder import vertex_normals, window_plan
+
+    from .proxy import Blender, pick_nodes
 
     def check():
         if should_cancel is not None and should_cancel():
@@ -108,33 +112,51 @@ def register_learned(ref_vertices, ref_faces, frames, *, vae, autoencoder, num_l
     n_windows = len(window_plan(n_frames, window, window - 1))
     total = n_frames + n_windows
 
-    latents = []
     with torch.no_grad():
-        for t, (fv, ff) in enumerate(frames):
-            try:
-                p, n = sample_surface(norm.apply(fv), ff, surface_points, seed=np.random.default_rng([seed, t]))
-            except ValueError:
-                raise BadInput(f"frame {t}: the mesh has no surface area to sample") from None
-            pn = torch.from_numpy(np.concatenate([p, n], -1)[None]).to(device)
-            gen = torch.Generator(device="cpu").manual_seed(seed * 1_000_003 + t)
-            latents.append(vae.encode(pn, generator=gen, num_latents=num_latents).mode()[0])
-            if progress is not None:
-                progress(t + 1, total, f"encoded frame {t + 1}/{n_frames}")
-            check()
-        latents = torch.stack(latents)  # [T, M, C]
+        latents = _encode_frames(vae, frames, norm, num_latents, surface_points, seed, device,
+                                 progress=(lambda t: progress(t, total, f"sampled frame {t}/{n_frames}")) if progress else None,
+                                 check=check)
 
-        xyz = torch.from_numpy(rest_w.astype(np.float32)).to(device)
+        # The model's cost is its read-out, per query point and target frame: large references
+        # are tracked at `query_nodes` surface nodes and every vertex follows its nearest nodes
+        # (a smooth displacement field loses little; the per-vertex detail is what "auto" refines).
         faces_t = torch.from_numpy(faces_w).to(device) if len(faces_w) else None
-        normals = vertex_normals(xyz, faces_t) if faces_t is not None else torch.zeros_like(xyz)
+        xyz_all = torch.from_numpy(rest_w.astype(np.float32)).to(device)
+        if query_nodes and len(rest_w) > query_nodes:
+            nodes = pick_nodes(rest_w, query_nodes, np.random.default_rng(seed), check)
+            blender = Blender(rest_w, rest_w[nodes], check)
+        else:
+            nodes, blender = None, None
+
+        def spread(node_positions):  # [T, N, 3] node positions -> [T, Vw, 3] vertex positions
+            if blender is None:
+                return node_positions
+            moved = node_positions - node_positions[:1]  # displacement since frame 0
+            idx = torch.from_numpy(blender.idx).to(device)
+            w = torch.from_numpy(blender.w).to(device)
+            return xyz_all + torch.einsum("vk,tvkc->tvc", w, moved[:, idx])
+
+        def normals_fn(x):  # the queries' normals at positions x, from the deformed mesh
+            if faces_t is None:
+                return torch.zeros_like(x)
+            full = spread(torch.stack([xyz_all[nodes] if nodes is not None else xyz_all, x]))[1]
+            n = vertex_normals(full, faces_t)
+            return n if nodes is None else n[torch.from_numpy(nodes).to(device)]
+
+        normals = vertex_normals(xyz_all, faces_t) if faces_t is not None else torch.zeros_like(xyz_all)
+        queries = torch.cat([xyz_all, normals], -1)
+        if nodes is not None:
+            queries = queries[torch.from_numpy(nodes).to(device)]
 
         def callback(i, count):
             check()
             if progress is not None and i:
                 progress(n_frames + i, total, f"predicted window {i}/{count}")
 
-        positions = autoencoder.predict_sequence(latents, torch.cat([xyz, normals], -1), faces=faces_t,
+        positions = autoencoder.predict_sequence(latents, queries, normals_fn=normals_fn,
                                                  window=window, stride=window - 1, target_chunk=target_chunk,
                                                  query_chunk=query_chunk, callback=callback)
+        positions = spread(positions)
         check()
         if progress is not None:
             progress(total, total, f"predicted window {n_windows}/{n_windows}")
@@ -146,6 +168,35 @@ def register_learned(ref_vertices, ref_faces, frames, *, vae, autoencoder, num_l
     if not np.isfinite(offsets).all():
         raise RuntimeError("the learned model produced non-finite positions")
     return offsets
+
+
+def _encode_frames(vae, frames, norm, num_latents, surface_points, seed, device, progress, check):
+    """Each frame's own mesh, sampled (points + normals) and encoded -> latents [T, M, C].
+
+    Frames go through the VAE ENCODE_BATCH at a time (one call per frame costs 2x as much on CPU).
+    """
+    import torch
+
+    from backend.geometry.sampling import sample_surface
+
+    latents = []
+    for start in range(0, len(frames), ENCODE_BATCH):
+        batch = []
+        for t in range(start, min(start + ENCODE_BATCH, len(frames))):
+            fv, ff = frames[t]
+            try:
+                p, n = sample_surface(norm.apply(fv), ff, surface_points, seed=np.random.default_rng([seed, t]))
+            except ValueError:
+                raise BadInput(f"frame {t}: the mesh has no surface area to sample") from None
+            batch.append(np.concatenate([p, n], -1))
+            if progress is not None:
+                progress(t + 1)
+            check()
+        pn = torch.from_numpy(np.stack(batch).astype(np.float32)).to(device)
+        gen = torch.Generator(device="cpu").manual_seed(seed * 1_000_003 + start)
+        latents.append(vae.encode(pn, generator=gen, num_latents=num_latents).mode())
+        check()
+    return torch.cat(latents)
 
 
 def register_auto(ref_vertices, ref_faces, frames, *, vae, autoencoder, num_latents: int,
