@@ -183,6 +183,8 @@ class ACTIONMESH_OT_animate_from_sequence(bpy.types.Operator):
         args = {"reference": str(job_dir / "reference.ply"), "sequence": directory, "out": str(job_dir / "out"),
                 "method": _method(self.method, prefs), "device": prefs.device if prefs else "auto",
                 "fps": scene.render.fps / scene.render.fps_base}
+        if prefs and prefs.model_dir:
+            args["weights_dir"] = bpy.path.abspath(prefs.model_dir)
         backend = session.get_backend(backend_python(context), cwd=str(_jobs_root()))
         session.current_job = Job(backend, "register", args)
         # Kept on the instance: the object is looked up again by name at the end, as the user

@@ -65,7 +65,8 @@ class ActionMeshPreferences(bpy.types.AddonPreferences):
         description="How a mesh sequence becomes shape keys on the selected object")
     model_dir: bpy.props.StringProperty(
         name="Model Folder", subtype="DIR_PATH", default="",
-        description="Where downloaded model weights live. Empty: a folder in the extension's user directory")
+        description="Folder with the learned weights (vae/ and stage2/ inside, e.g. a training run's or a "
+                    "download's). Empty: the tiny weights that come with the backend")
 
     def draw(self, context):
         layout = self.layout

@@ -1,6 +1,7 @@
 """The add-on in real Blender (bpy 5.0 and 4.2 LTS), installed from the built extension zip,
 driving a real backend subprocess on real files."""
 
+import json
 import subprocess
 import sys
 
@@ -109,6 +110,26 @@ result(status=sorted(status), offsets=offsets.tolist(), names=names, frame_end=a
     assert r["undone"] == r["before"], "one undo must remove the whole result"
 
 
+def _learned_weights(root):
+    """The shipped Stage II weights if there are any, else the shipped VAE + an untrained Stage II
+    model (enough to run every code path of "learned" and "auto"; "auto" must fit well anyway)."""
+    import shutil
+
+    import torch
+
+    from backend.models.temporal_autoencoder import TemporalAutoencoder
+    from backend.models.temporal_configs import AUTOENCODER_CONFIGS
+
+    shipped = REPO / "backend" / "weights" / "tiny"
+    if (shipped / "stage2" / "model.safetensors").is_file():
+        return shipped
+    shutil.copytree(shipped / "vae", root / "vae")
+    torch.manual_seed(0)
+    TemporalAutoencoder(**AUTOENCODER_CONFIGS["tiny"]).save_pretrained(root / "stage2")
+    (root / "stage2" / "training.json").write_text(json.dumps({"num_latents": 32, "surface_points": 512}))
+    return root
+
+
 def test_panda_glb_with_y_up_sequence(bpy_version, extension_zip, tmp_path, shared_examples):
     panda = shared_examples / "panda" / "panda.glb"
     mesh = trimesh.load(panda, process=False, force="mesh")
@@ -120,6 +141,7 @@ def test_panda_glb_with_y_up_sequence(bpy_version, extension_zip, tmp_path, shar
         v, f = trimesh.remesh.subdivide(verts, mesh.faces)
         trimesh.Trimesh(v, f, process=False).export(seq_dir / f"panda_{i:02d}.glb")
     np.save(tmp_path / "targets.npy", np.concatenate([f[None] for f in frames]))
+    weights = _learned_weights(tmp_path / "weights")
     script = PRELUDE.format(zip=extension_zip) + f'''
 bpy.ops.import_scene.gltf(filepath={str(panda)!r})
 obj = max((o for o in bpy.context.scene.objects if o.type == "MESH"), key=lambda o: len(o.data.vertices))
@@ -127,10 +149,12 @@ bpy.context.view_layer.objects.active = obj
 uv_layers, materials = len(obj.data.uv_layers), [m.name for m in obj.data.materials]
 prefs = bpy.context.preferences.addons[PKG].preferences
 methods_run = []
-# The operator follows the add-on preference unless told otherwise; the last run (the
-# preference's default, "auto") is the one checked below.
-for pref, explicit in (("auto", "optimize"), ("optimize", None), ("auto", None)):
-    prefs.method = pref
+# The operator follows the add-on preference unless told otherwise; the Model Folder preference
+# says where the learned weights are. The last run (the preference's default, "auto", with the
+# learned weights) is the one checked below.
+for pref, explicit, model_dir in (("auto", "optimize", ""), ("optimize", None, ""), ("auto", None, ""),
+                                  ("auto", "learned", {str(weights)!r}), ("auto", None, {str(weights)!r})):
+    prefs.method, prefs.model_dir = pref, model_dir
     kw = {{"method": explicit}} if explicit else {{}}
     status = bpy.ops.actionmesh.animate_from_sequence(directory={str(seq_dir)!r}, space="WORLD_Y_UP", **kw)
     methods_run.append(session.current_job.outputs.get("method"))
@@ -152,9 +176,9 @@ result(status=sorted(status), error=bpy.context.window_manager.actionmesh_job.la
     r = run_blender(script, bpy_version, tmp_path=tmp_path)
     assert r["status"] == ["FINISHED"], r["error"]
     # An explicit method wins over the preference; without the Stage II weights "auto" runs
-    # "optimize" (the backend says so in a warning).
+    # "optimize" (the backend says so in a warning); with the Model Folder set, learned and auto run.
     stage2 = (REPO / "backend" / "weights" / "tiny" / "stage2" / "model.safetensors").is_file()
-    assert r["methods"] == ["optimize", "optimize", "auto" if stage2 else "optimize"]
+    assert r["methods"] == ["optimize", "optimize", "auto" if stage2 else "optimize", "learned", "auto"]
     assert r["keys"] == ["Basis"] + [f"AM_{t:03d}" for t in range(4)], "re-runs replace the AM_ keys"
     assert r["uv_layers"][0] == r["uv_layers"][1] >= 1 and r["materials"][0] == r["materials"][1]
     from scipy.spatial import cKDTree

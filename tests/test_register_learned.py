@@ -110,6 +110,17 @@ def test_auto_is_never_worse_than_learned_per_frame(seq, tmp_path, weights):
     assert result["refined_frames"] >= 1
 
 
+def test_auto_given_useless_guesses_is_optimize(models):
+    vae, model = models  # random weights: no learned guess fits better than the previous frame
+    ref_v, ref_f, frames, _ = _in_memory(5)
+    offsets, report = register_auto(ref_v, ref_f, frames, vae=vae, autoencoder=model, num_latents=NUM_LATENTS,
+                                    surface_points=SURFACE_POINTS)
+    plain = register_optimize(ref_v, ref_f, frames)
+    refined = np.array(report["refined"])
+    assert refined[1:].all(), report
+    np.testing.assert_allclose(offsets[refined], plain[refined], atol=1e-6)
+
+
 def test_init_offsets_start_optimize_there():
     ref_v, ref_f, frames, truth = _in_memory(4)
     few = dict(iterations=(1, 1), first_frame_factor=1, rigid_iterations=0)
