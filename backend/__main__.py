@@ -24,6 +24,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="auto (default): the learned Stage II prediction refined by optimisation where that fits "
                           "better (optimisation alone when the learned weights are not installed); learned: one "
                           "forward pass; optimize: ARAP/ICP registration, no weights")
+    reg.add_argument("--weights", default=None,
+                     help="folder with the learned weights, vae/ and stage2/ inside (default: backend/weights/tiny)")
     reg.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     reg.add_argument("--fps", type=float, default=24.0)
     reg.add_argument("--json", action="store_true", help="print the result as one JSON line")
@@ -99,7 +101,7 @@ def main(argv=None) -> int:
         from .pipelines import run_register
 
         return _run_job(run_register, args.json, reference=args.reference, sequence=args.sequence, out=args.out,
-                        method=args.method, device=args.device, fps=args.fps)
+                        method=args.method, device=args.device, fps=args.fps, weights_dir=args.weights)
     if args.command == "reconstruct":
         from .pipelines import run_reconstruct
 

@@ -20,3 +20,28 @@ def shared_examples():
     if not path.is_dir():
         pytest.skip(f"needs the shared example data at {path} (present in CI, absent in a user's clone)")
     return path
+
+
+@pytest.fixture(scope="session")
+def learned_weights(tmp_path_factory):
+    """A weights folder (vae/ + stage2/) for the learned methods: the shipped tiny weights when the
+    Stage II ones have shipped, else the shipped VAE + an untrained Stage II model of the shipped
+    configuration, enough to run every code path of "learned" and "auto" (whose refinement must
+    then fit well anyway)."""
+    import json
+    import shutil
+
+    import torch
+
+    from backend.models.temporal_autoencoder import TemporalAutoencoder
+    from backend.models.temporal_configs import AUTOENCODER_CONFIGS
+
+    shipped = Path(__file__).resolve().parents[1] / "backend" / "weights" / "tiny"
+    if (shipped / "stage2" / "model.safetensors").is_file():
+        return shipped
+    root = tmp_path_factory.mktemp("learned_weights")
+    shutil.copytree(shipped / "vae", root / "vae")
+    torch.manual_seed(0)
+    TemporalAutoencoder(**AUTOENCODER_CONFIGS["tiny"]).save_pretrained(root / "stage2")
+    (root / "stage2" / "training.json").write_text(json.dumps({"num_latents": 32, "surface_points": 512}))
+    return root

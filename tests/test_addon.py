@@ -1,7 +1,6 @@
 """The add-on in real Blender (bpy 5.0 and 4.2 LTS), installed from the built extension zip,
 driving a real backend subprocess on real files."""
 
-import json
 import subprocess
 import sys
 
@@ -110,27 +109,7 @@ result(status=sorted(status), offsets=offsets.tolist(), names=names, frame_end=a
     assert r["undone"] == r["before"], "one undo must remove the whole result"
 
 
-def _learned_weights(root):
-    """The shipped Stage II weights if there are any, else the shipped VAE + an untrained Stage II
-    model (enough to run every code path of "learned" and "auto"; "auto" must fit well anyway)."""
-    import shutil
-
-    import torch
-
-    from backend.models.temporal_autoencoder import TemporalAutoencoder
-    from backend.models.temporal_configs import AUTOENCODER_CONFIGS
-
-    shipped = REPO / "backend" / "weights" / "tiny"
-    if (shipped / "stage2" / "model.safetensors").is_file():
-        return shipped
-    shutil.copytree(shipped / "vae", root / "vae")
-    torch.manual_seed(0)
-    TemporalAutoencoder(**AUTOENCODER_CONFIGS["tiny"]).save_pretrained(root / "stage2")
-    (root / "stage2" / "training.json").write_text(json.dumps({"num_latents": 32, "surface_points": 512}))
-    return root
-
-
-def test_panda_glb_with_y_up_sequence(bpy_version, extension_zip, tmp_path, shared_examples):
+def test_panda_glb_with_y_up_sequence(bpy_version, extension_zip, tmp_path, shared_examples, learned_weights):
     panda = shared_examples / "panda" / "panda.glb"
     mesh = trimesh.load(panda, process=False, force="mesh")
     seq_dir = tmp_path / "panda_seq"
@@ -141,7 +120,7 @@ def test_panda_glb_with_y_up_sequence(bpy_version, extension_zip, tmp_path, shar
         v, f = trimesh.remesh.subdivide(verts, mesh.faces)
         trimesh.Trimesh(v, f, process=False).export(seq_dir / f"panda_{i:02d}.glb")
     np.save(tmp_path / "targets.npy", np.concatenate([f[None] for f in frames]))
-    weights = _learned_weights(tmp_path / "weights")
+    weights = learned_weights
     script = PRELUDE.format(zip=extension_zip) + f'''
 bpy.ops.import_scene.gltf(filepath={str(panda)!r})
 obj = max((o for o in bpy.context.scene.objects if o.type == "MESH"), key=lambda o: len(o.data.vertices))

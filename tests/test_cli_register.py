@@ -152,3 +152,27 @@ def test_learned_methods_on_the_panda_from_the_cli(panda_sequence, tmp_path, met
     err = np.linalg.norm(offsets - truth, axis=-1).mean()
     still = np.linalg.norm(truth, axis=-1).mean()
     assert err < 0.75 * still, (err, still)
+
+
+@pytest.mark.parametrize("method", ["learned", "auto"])
+def test_learned_methods_with_a_weights_folder(panda_sequence, tmp_path, method, learned_weights):
+    out = tmp_path / method
+    proc = run_cli("--reference", panda_sequence["reference"], "--sequence", panda_sequence["sequence"],
+                   "--out", out, "--method", method, "--weights", learned_weights, "--device", "cpu", "--json")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["method"] == method and result["frames"] == 16 and not result["warnings"]
+    offsets = np.load(out / "animation.npz")["offsets"]
+    assert offsets.shape == (16,) + panda_sequence["vertices"].shape and np.isfinite(offsets).all()
+    if method == "auto":  # whatever the learned guesses are worth, auto fits as well as optimize
+        assert all(e <= el + 1e-9 for e, el in zip(result["surface_error"], result["surface_error_learned"]))
+        truth = panda_sequence["truth"] - panda_sequence["vertices"][None]
+        err = np.linalg.norm(offsets - truth, axis=-1).mean()
+        assert err < 0.75 * np.linalg.norm(truth, axis=-1).mean()
+
+
+def test_missing_weights_folder_is_refused(panda_sequence, tmp_path):
+    proc = run_cli("--reference", panda_sequence["reference"], "--sequence", panda_sequence["sequence"],
+                   "--out", tmp_path / "out", "--weights", tmp_path / "nowhere", "--device", "cpu")
+    _expect_refusal(proc, "weights folder not found", "nowhere")
+    assert not (tmp_path / "out" / "animation.npz").exists()
