@@ -138,7 +138,8 @@ def register_learned(ref_vertices, ref_faces, frames, *, vae, autoencoder, num_l
             moved = node_positions - node_positions[:1]  # displacement since frame 0
             idx = torch.from_numpy(blender.idx).to(device)
             w = torch.from_numpy(blender.w).to(device)
-            return xyz_all + torch.einsum("vk,tvkc->tvc", w, moved[:, idx])
+            # Frame by frame: [V, 4, 3] at a time stays small for million-vertex references.
+            return torch.stack([xyz_all + torch.einsum("vk,vkc->vc", w, m[idx]) for m in moved])
 
         def normals_fn(x):  # the queries' normals at positions x, from the deformed mesh
             if faces_t is None:
