@@ -265,3 +265,50 @@ def test_predict_sequence_short_and_with_moving_normals(tiny):
     assert out.shape == (18, 4, 3) and torch.isfinite(out).all()
     sources = [w.source for w in window_plan(18, 4, 3) if w.source != 0]
     assert len(seen) == len(sources) and all(torch.equal(x, out[s]) for x, s in zip(seen, sources))
+
+
+def test_readout_locality_looks_at_the_source_frame_near_the_query():
+    config = {**TINY_AUTOENCODER_CONFIG, "anchor_positions": True, "readout_locality": True}
+    torch.manual_seed(0)
+    model = TemporalAutoencoder(**config).eval()
+    assert model.needs_anchors
+    extra = set(model.state_dict()) - set(TemporalAutoencoder(**{**config, "anchor_positions": False,
+                                                                     "readout_locality": False}).state_dict())
+    assert extra == {"proj_anchor.weight", "proj_anchor.bias", "locality_log_beta", "locality_log_gamma"}
+    latents, queries, source, targets = _inputs(b=1, t=4, m=8, q=5)
+    anchors = torch.rand(1, 4, 8, 3) * 2 - 1
+    xyz = anchors[:, 1, 3:4]  # a query exactly on frame 1's token 3
+    offset = torch.tensor([[0.0, 1.0, 2.0, 3.0]]).repeat_interleave(8, dim=1) / 3 - 1 / 3  # source = frame 1
+    qe, ke = model.locality_qk(xyz, anchors.flatten(1, 2), offset, n_time_tokens=4)
+    heads = config["num_attention_heads"]
+    assert qe.shape == (1, heads, 1, 8) and ke.shape == (1, heads, 4 * 8 + 4, 8)
+    bias = torch.einsum("bhqe,bhse->bhqs", qe, ke) / model.dim_head ** 0.5  # what the attention adds
+    assert (bias[..., -4:] == 0).all()  # time tokens have no position
+    beta = model.locality_log_beta.exp()[None, :, None, None]
+    gamma = model.locality_log_gamma.exp()[None, :, None, None]
+    d2 = (xyz[:, :, None] - anchors.flatten(1, 2)[:, None]).pow(2).sum(-1)[:, None]
+    expected = -beta * d2 + beta * xyz.pow(2).sum(-1)[:, None, :, None] - gamma * (16 * offset).pow(2)[:, None, None]
+    torch.testing.assert_close(bias[..., :32], expected, atol=1e-4, rtol=1e-4)
+    assert (bias[..., :32].argmax(-1) == 8 + 3).all()
+    # Farther in space or in time: lower.
+    assert (bias[..., 8:16].max(-1).values > bias[..., 0:8].max(-1).values).all()
+    with torch.no_grad():
+        out = model(latents, queries, source, targets, anchors=anchors)
+        moved = model(latents, queries, source, targets, anchors=anchors + 0.3)
+    assert out.shape == (1, 3, 5, 3) and torch.isfinite(out).all()
+    assert (out - moved).abs().max() > 1e-4, "the anchors must reach the prediction"
+    with pytest.raises(ValueError, match="anchors"):
+        model(latents, queries, source, targets)
+
+
+def test_attention_extra_query_key_channels_equal_an_additive_bias():
+    from backend.models.attention import Attention
+
+    torch.manual_seed(0)
+    att = Attention(16, heads=2, cross_attention_dim=16, interleaved_heads=True)
+    x, ctx = torch.randn(1, 5, 16), torch.randn(1, 7, 16)
+    qe, ke = torch.randn(1, 2, 5, 8), torch.randn(1, 2, 7, 8)
+    bias = torch.einsum("bhqe,bhse->bhqs", qe, ke) / 8 ** 0.5  # dim_head = 8
+    with torch.no_grad():
+        torch.testing.assert_close(att(x, ctx, qk_extra=(qe, ke)), att(x, ctx, attention_mask=bias),
+                                   atol=1e-5, rtol=1e-5)

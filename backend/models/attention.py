@@ -7,7 +7,7 @@ and we load those files without renaming.
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Callable, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -118,7 +118,11 @@ class Attention(nn.Module):
         encoder_hidden_states: Optional[torch.Tensor] = None,
         attention_mask: Optional[torch.Tensor] = None,
         rotary_fn: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+        qk_extra: Optional[Tuple[torch.Tensor, torch.Tensor]] = None,
     ) -> torch.Tensor:
+        """qk_extra: (q_extra [B, heads, Q, e], k_extra [B, heads, S, e]) appended to each head's
+        queries and keys, adding q_extra . k_extra / sqrt(dim_head) to the attention logits (the
+        softmax scale stays that of dim_head): a bias that costs e channels, not a [Q, S] mask."""
         if encoder_hidden_states is None:
             context = hidden_states
         else:
@@ -131,7 +135,15 @@ class Attention(nn.Module):
             q = rotary_fn(q)
             if not self.is_cross_attention:
                 k = rotary_fn(k)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attention_mask)
+        scale = None
+        if qk_extra is not None:
+            q = torch.cat([q, qk_extra[0].to(q.dtype)], dim=-1)
+            k = torch.cat([k, qk_extra[1].to(k.dtype)], dim=-1)
+            scale = self.dim_head ** -0.5
+            # Values padded to the same width keep SDPA on its fused kernel (unequal widths fall
+            # back to an explicit attention matrix, 2x slower on CPU); the padding is cut off below.
+            v = F.pad(v, (0, q.shape[-1] - v.shape[-1]))
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attention_mask, scale=scale)[..., : self.dim_head]
         out = out.transpose(1, 2).reshape(hidden_states.shape[0], -1, self.heads * self.dim_head)
         return self.to_out[1](self.to_out[0](out.to(q.dtype)))
 

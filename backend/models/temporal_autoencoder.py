@@ -51,10 +51,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Union
+from typing import Callable, List, Optional, Tuple, Union
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from .attention import Attention, FeedForward, FP32LayerNorm
 from .configs import ModelMixin, register_to_config
@@ -107,13 +108,14 @@ class TemporalBlock(nn.Module):
         self.ff = FeedForward(dim, mult=4)
 
     def forward(self, x: torch.Tensor, context: Optional[torch.Tensor] = None,
-                rotary_fn: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> torch.Tensor:
+                rotary_fn: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+                context_qk_extra: Optional[Tuple[torch.Tensor, torch.Tensor]] = None) -> torch.Tensor:
         if self.s_attn is not None:
             x = x + self.s_attn(self.norm_s_attn(x), rotary_fn=rotary_fn)
         if self.x_attn is not None:
             if context is None:
                 raise ValueError("this block has cross-attention: pass context=")
-            x = x + self.x_attn(self.norm_x_attn(x), encoder_hidden_states=context)
+            x = x + self.x_attn(self.norm_x_attn(x), encoder_hidden_states=context, qk_extra=context_qk_extra)
         return x + self.ff(self.norm_ff(x))
 
 
@@ -187,6 +189,8 @@ class TemporalAutoencoder(ModelMixin):
         time_tokens: str = "shared",
         time_scale: float = 1.0,
         query_time: bool = False,
+        anchor_positions: bool = False,
+        readout_locality: bool = False,
     ):
         super().__init__()
         if time_tokens not in TIME_TOKENS:
@@ -218,6 +222,16 @@ class TemporalAutoencoder(ModelMixin):
         self.time_tokens = time_tokens
         self.time_scale = float(time_scale)
         self.proj_time = nn.Linear(width, width) if query_time else None
+        self.proj_anchor = nn.Linear(self.embedder.out_dim, width) if anchor_positions else None
+        # Per head, the read-out's attention logits get -exp(log_beta) * |query - token anchor|^2
+        # - exp(log_gamma) * (time_scale * (token frame's time - source time))^2: it starts out
+        # looking at the source frame's tokens near the query, which the query can find at once,
+        # and learns from there how far to look (see TINY_AUTOENCODER_CONFIG for why).
+        if readout_locality:
+            self.locality_log_beta = nn.Parameter(torch.full((num_attention_heads,), 3.0))
+            self.locality_log_gamma = nn.Parameter(torch.full((num_attention_heads,), 2.0))
+        else:
+            self.locality_log_beta = self.locality_log_gamma = None
 
     # ------------------------------------------------------------ pieces
 
@@ -229,12 +243,20 @@ class TemporalAutoencoder(ModelMixin):
         xyz, extra = queries[..., : self.in_channels], queries[..., self.in_channels:]
         return torch.cat([self.embedder(xyz.float()), extra.float()], dim=-1)
 
+    @property
+    def needs_anchors(self) -> bool:
+        """Whether the model takes each latent token's anchor (the surface point it was encoded at)."""
+        return self.proj_anchor is not None or self.locality_log_beta is not None
+
     def memory(self, latents: torch.Tensor, source_time: torch.Tensor, target_times: torch.Tensor,
-               frame_index: torch.Tensor) -> torch.Tensor:
+               frame_index: torch.Tensor, anchors: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Self-attention output for each (batch, target) pair: [B * T', T*M + T, W], batch-major."""
         b, t, m, _ = latents.shape
         k = target_times.shape[1]
-        frames = self.post_quant(latents).flatten(1, 2)  # [B, T*M, W]
+        frames = self.post_quant(latents)
+        if self.proj_anchor is not None:
+            frames = frames + self.proj_anchor(self.embedder(anchors.to(frames.dtype)))
+        frames = frames.flatten(1, 2)  # [B, T*M, W]
         if self.time_tokens == "shared":  # official: every frame's time token is the same (s, t) pair
             time_tok = self._time_embedding(source_time[:, None].expand_as(target_times), target_times)
             time_tok = time_tok.to(frames.dtype).reshape(b * k, 1, self.width).expand(-1, t, -1)
@@ -252,14 +274,37 @@ class TemporalAutoencoder(ModelMixin):
     def _time_embedding(self, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return time_pair_embedding(source * self.time_scale, target * self.time_scale, self.width // 2)
 
+    def locality_qk(self, xyz: torch.Tensor, anchors: torch.Tensor, time_offset: torch.Tensor,
+                    n_time_tokens: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Extra query/key channels [B, heads, Q, 8] / [B, heads, T*M + T, 8] for the read-out's
+        cross-attention: they add -beta_h * |xyz - anchor|^2 - gamma_h * (time_scale * time_offset)^2
+        to the logit of each frame token (anchor [B, T*M, 3], its frame's window time minus the
+        source time [B, T*M]) and 0 to the time tokens, from queries at xyz [B, Q, 3]. (Up to
+        beta_h * |xyz|^2, the same for every frame token of a query: it only shifts the time
+        tokens' share.)"""
+        beta = self.locality_log_beta.float().exp()[None, :, None, None]  # [1, H, 1, 1]
+        gamma = self.locality_log_gamma.float().exp()[None, :, None, None]
+        x = xyz.float()[:, None]  # [B, 1, Q, 3]
+        ones = torch.ones_like(x[..., :1])
+        q = torch.cat([2 * beta * x, -beta * ones, -gamma * ones], dim=-1) * self.dim_head ** 0.5
+        a = anchors.float()
+        k = torch.cat([a, a.pow(2).sum(-1, keepdim=True), (self.time_scale * time_offset.float()).pow(2)[..., None]],
+                      dim=-1)
+        k = F.pad(k, (0, 0, 0, n_time_tokens))[:, None]  # [B, 1, S, 5]
+        heads = q.shape[1]
+        # 8 channels rather than 5: SDPA's CPU kernel is far slower on head widths that are not a
+        # multiple of 8 (37 vs 40: the read-out's backward pass took 4x as long).
+        return F.pad(q, (0, 3)), F.pad(k.expand(-1, heads, -1, -1), (0, 3))
+
     def read(self, memory: torch.Tensor, query_features: torch.Tensor,
-             time_query: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """memory [B', S, W], query features [B', Q, F] (+ time_query [B', 1, W] with query_time)
-        -> field in [-1, 1], [B', Q, out_dim]."""
+             time_query: Optional[torch.Tensor] = None,
+             locality: Optional[Tuple[torch.Tensor, torch.Tensor]] = None) -> torch.Tensor:
+        """memory [B', S, W], query features [B', Q, F] (+ time_query [B', 1, W] with query_time;
+        + locality = locality_qk(...) with readout_locality) -> field in [-1, 1], [B', Q, out_dim]."""
         q = self.proj_query(query_features.to(memory.dtype))
         if time_query is not None:
             q = q + time_query
-        q = self.blocks[-1](q, context=memory)
+        q = self.blocks[-1](q, context=memory, context_qk_extra=locality)
         logits = -self.proj_out(self.norm_out(q))
         return 2.0 * torch.sigmoid(logits.float()) - 1.0
 
@@ -274,6 +319,7 @@ class TemporalAutoencoder(ModelMixin):
         frame_index: Optional[torch.Tensor] = None,
         target_chunk: Optional[int] = None,
         query_chunk: Optional[int] = None,
+        anchors: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         """Positions of the query points at each target time.
 
@@ -286,6 +332,8 @@ class TemporalAutoencoder(ModelMixin):
             offsets from the window's first frame matter.
         target_chunk: how many targets share one self-attention pass (memory: B * chunk copies of
             the T*(M+1) tokens); query_chunk: queries per cross-attention call.
+        anchors [B, T, M, 3]: where each latent token was encoded (ShapeVAE.encode_tokens), for
+            models with anchor_positions or readout_locality (`needs_anchors`).
         Returns [B, T', Q, out_dim] float32; "direct": the field itself, "residual": source xyz + field,
         both clamped to [-1, 1].
         """
@@ -299,6 +347,9 @@ class TemporalAutoencoder(ModelMixin):
             source_time = source_time.expand(b)
         if frame_index is None:
             frame_index = torch.arange(t, device=latents.device).expand(b, t)
+        if self.needs_anchors and (anchors is None or anchors.shape[:3] != latents.shape[:3]):
+            raise ValueError("this model needs anchors [B, T, M, 3] (the surface points the latent tokens were "
+                             "encoded at, from ShapeVAE.encode_tokens) matching the latents")
         features = self.query_features(queries)
         n_targets = target_times.shape[1]
         step = target_chunk or n_targets
@@ -306,14 +357,23 @@ class TemporalAutoencoder(ModelMixin):
         for j in range(0, n_targets, step):
             tt = target_times[:, j:j + step]
             k = tt.shape[1]
-            mem = self.memory(latents, source_time.to(latents.device), tt.to(latents.device), frame_index)
+            mem = self.memory(latents, source_time.to(latents.device), tt.to(latents.device), frame_index, anchors)
             feats = features.repeat_interleave(k, dim=0)
             time_query = None
             if self.proj_time is not None:
                 pair = self._time_embedding(source_time[:, None].expand_as(tt).to(latents.device), tt.to(latents.device))
                 time_query = self.proj_time(pair.to(mem.dtype).reshape(b * k, 1, self.width))
             qstep = query_chunk or feats.shape[1]
-            field = torch.cat([self.read(mem, f, time_query) for f in feats.split(qstep, dim=1)], dim=1)
+            pieces = []
+            for start in range(0, feats.shape[1], qstep):
+                locality = None
+                if self.locality_log_beta is not None:
+                    tau = (frame_index - frame_index[:, :1]).float() / max(t - 1, 1)  # [B, T] window time
+                    offset = (tau - source_time[:, None]).repeat_interleave(latents.shape[2], dim=1)
+                    qe, ke = self.locality_qk(queries[:, start:start + qstep, :3], anchors.flatten(1, 2), offset, t)
+                    locality = (qe.repeat_interleave(k, dim=0), ke.repeat_interleave(k, dim=0))
+                pieces.append(self.read(mem, feats[:, start:start + qstep], time_query, locality))
+            field = torch.cat(pieces, dim=1)
             outputs.append(field.unflatten(0, (b, k)))
         field = torch.cat(outputs, dim=1)
         if self.prediction_mode == "residual":
@@ -333,10 +393,11 @@ class TemporalAutoencoder(ModelMixin):
         target_chunk: Optional[int] = None,
         query_chunk: Optional[int] = None,
         callback: Optional[Callable[[int, int], None]] = None,
+        anchors: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         """Track points given at frame 0 through a sequence of any length.
 
-        latents [T, M, C]; queries [Q, 6] (xyz + normal at frame 0); normals_fn(positions [Q, 3])
+        latents [T, M, C] (+ anchors [T, M, 3] when `needs_anchors`); queries [Q, 6] (xyz + normal at frame 0); normals_fn(positions [Q, 3])
         -> [Q, 3]: the queries' normals once moved there, called for each later window's source
         frame (upstream recomputes vertex normals on the deformed mesh,
         `lambda x: vertex_normals(x, faces)`); without it the frame-0 normals are reused. Windows of `window` (default temporal_context_size = 16) frames sliding by
@@ -364,7 +425,8 @@ class TemporalAutoencoder(ModelMixin):
             frame_index = torch.tensor([win.frames], device=device)
             out = self(latents[f0:f1 + 1][None], torch.cat([src, normals], -1)[None].to(latents.dtype),
                        torch.zeros(1, device=device), tt, frame_index=frame_index,
-                       target_chunk=target_chunk, query_chunk=query_chunk)
+                       target_chunk=target_chunk, query_chunk=query_chunk,
+                       anchors=None if anchors is None else anchors[f0:f1 + 1][None])
             positions[win.targets] = out[0]
         return positions
 

@@ -15,7 +15,7 @@ makes dense/octree surface extraction affordable.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 from torch import nn
@@ -203,13 +203,19 @@ class ShapeVAE(ModelMixin):
     def encode(self, points_normals: torch.Tensor, generator: Optional[torch.Generator] = None,
                num_latents: Optional[int] = None) -> DiagonalGaussianDistribution:
         """[B, N, 6] surface points (in [-1, 1]) and unit normals -> posterior over [B, M, C] latents."""
+        return self.encode_tokens(points_normals, generator=generator, num_latents=num_latents)[0]
+
+    def encode_tokens(self, points_normals: torch.Tensor, generator: Optional[torch.Generator] = None,
+                      num_latents: Optional[int] = None) -> Tuple[DiagonalGaussianDistribution, torch.Tensor]:
+        """`encode`, plus each latent token's anchor [B, M, 3]: the surface point it was encoded at
+        (Stage II models with anchor_positions / readout_locality take them beside the latents)."""
         expected = 2 * self.position_channels
         if points_normals.shape[-1] != expected:
             raise ValueError(f"expected [B, N, {expected}] points+normals, got {tuple(points_normals.shape)}")
         m = num_latents or self.default_num_latents
         queries = select_query_points(points_normals, m, generator=generator)
         h = self.encoder(self._features(queries), self._features(points_normals))
-        return DiagonalGaussianDistribution(self.quant(h))
+        return DiagonalGaussianDistribution(self.quant(h)), queries[..., : self.position_channels]
 
     def decode_latents(self, z: torch.Tensor) -> torch.Tensor:
         """Latents [B, M, C] -> decoder memory [B, M, width_decoder]; run once per shape."""

@@ -117,7 +117,7 @@ def register_learned(ref_vertices, ref_faces, frames, *, vae, autoencoder, num_l
     total = n_frames + n_windows
 
     with torch.no_grad():
-        latents = _encode_frames(vae, frames, norm, num_latents, surface_points, seed, device,
+        latents, anchors = _encode_frames(vae, frames, norm, num_latents, surface_points, seed, device,
                                  progress=(lambda t: progress(t, total, f"sampled frame {t}/{n_frames}")) if progress else None,
                                  check=check)
 
@@ -160,7 +160,7 @@ def register_learned(ref_vertices, ref_faces, frames, *, vae, autoencoder, num_l
 
         positions = autoencoder.predict_sequence(latents, queries, normals_fn=normals_fn,
                                                  window=window, stride=window - 1, target_chunk=target_chunk,
-                                                 query_chunk=query_chunk, callback=callback)
+                                                 query_chunk=query_chunk, callback=callback, anchors=anchors)
         positions = spread(positions)
         check()
         if progress is not None:
@@ -176,7 +176,8 @@ def register_learned(ref_vertices, ref_faces, frames, *, vae, autoencoder, num_l
 
 
 def _encode_frames(vae, frames, norm, num_latents, surface_points, seed, device, progress, check):
-    """Each frame's own mesh, sampled (points + normals) and encoded -> latents [T, M, C].
+    """Each frame's own mesh, sampled (points + normals) and encoded -> latents [T, M, C] and the
+    tokens' anchors [T, M, 3].
 
     Frames go through the VAE ENCODE_BATCH at a time (one call per frame costs 2x as much on CPU).
     """
@@ -184,7 +185,7 @@ def _encode_frames(vae, frames, norm, num_latents, surface_points, seed, device,
 
     from backend.geometry.sampling import sample_surface
 
-    latents = []
+    latents, anchors = [], []
     for start in range(0, len(frames), ENCODE_BATCH):
         batch = []
         for t in range(start, min(start + ENCODE_BATCH, len(frames))):
@@ -199,9 +200,11 @@ def _encode_frames(vae, frames, norm, num_latents, surface_points, seed, device,
             check()
         pn = torch.from_numpy(np.stack(batch).astype(np.float32)).to(device)
         gen = torch.Generator(device="cpu").manual_seed(seed * 1_000_003 + start)
-        latents.append(vae.encode(pn, generator=gen, num_latents=num_latents).mode())
+        posterior, at = vae.encode_tokens(pn, generator=gen, num_latents=num_latents)
+        latents.append(posterior.mode())
+        anchors.append(at)
         check()
-    return torch.cat(latents)
+    return torch.cat(latents), torch.cat(anchors)
 
 
 def register_auto(ref_vertices, ref_faces, frames, *, vae, autoencoder, num_latents: int,

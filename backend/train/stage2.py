@@ -61,10 +61,11 @@ def encode_sequences(vae, sequences, *, encodings: int, num_latents: int, surfac
                      log=print) -> dict:
     """Frozen-VAE latents of every frame of every sequence, `encodings` times each.
 
-    Returns {"latents": [S, T, E, M, C] float32, "tracked": [S, T, N, 6] float32}; all sequences
-    must have the same frame and tracked-point counts (the generator's are fixed).
+    Returns {"latents": [S, T, E, M, C], "anchors": [S, T, E, M, 3] (where each token was
+    encoded), "tracked": [S, T, N, 6]}, float32; all sequences must have the same frame and
+    tracked-point counts (the generator's are fixed).
     """
-    latents, tracked = [], []
+    latents, anchors, tracked = [], [], []
     t0 = time.time()
     with torch.no_grad():
         for i in range(len(sequences)):
@@ -73,21 +74,24 @@ def encode_sequences(vae, sequences, *, encodings: int, num_latents: int, surfac
             rng = np.random.default_rng([seed, int(seq["seed"])])
             surface = surface_samples(seq, [f for f in range(frames) for _ in range(encodings)], surface_points, rng)
             gen = torch.Generator(device="cpu").manual_seed(seed * 1_000_003 + int(seq["seed"]))
-            z = vae.encode(torch.from_numpy(surface), generator=gen, num_latents=num_latents).mode()
+            posterior, at = vae.encode_tokens(torch.from_numpy(surface), generator=gen, num_latents=num_latents)
+            z = posterior.mode()
             latents.append(z.reshape(frames, encodings, *z.shape[1:]).numpy())
+            anchors.append(at.reshape(frames, encodings, *at.shape[1:]).numpy())
             tracked.append(seq["tracked"])
             if log is not None and (i + 1) % 50 == 0:
                 log(f"encoded {i + 1}/{len(sequences)} sequences ({time.time() - t0:.0f} s)")
-    return {"latents": np.stack(latents), "tracked": np.stack(tracked)}
+    return {"latents": np.stack(latents), "anchors": np.stack(anchors), "tracked": np.stack(tracked)}
 
 
 def cached_latents(path: Path, vae_dir: Path, sequences, **settings) -> dict:
     """encode_sequences, cached at `path` and reused while the VAE weights and settings match."""
-    key = {"vae_sha256": file_sha256(vae_dir / "model.safetensors"), "sequences": len(sequences), **settings}
+    key = {"format": 2, "vae_sha256": file_sha256(vae_dir / "model.safetensors"), "sequences": len(sequences),
+           **settings}
     if path.is_file():
         with np.load(path, allow_pickle=False) as z:
             if "key" in z.files and json.loads(str(z["key"])) == key:
-                return {k: z[k] for k in ("latents", "tracked")}
+                return {k: z[k] for k in ("latents", "anchors", "tracked")}
     data = encode_sequences(load_frozen_vae(vae_dir, "cpu"), sequences, **settings)
     tmp = path.with_name(path.name + ".tmp.npz")
     np.savez(tmp, key=np.array(json.dumps(key)), **data)
@@ -97,7 +101,8 @@ def cached_latents(path: Path, vae_dir: Path, sequences, **settings) -> dict:
 
 def sequence_batch(cache: dict, indices, rng, n_frames: int, n_queries: int, n_targets: int) -> dict:
     """One training batch from cached latents (numpy -> torch). Times are normalised window time."""
-    items = {k: [] for k in ("latents", "queries", "source_time", "target_times", "targets", "frame_index")}
+    items = {k: [] for k in ("latents", "anchors", "queries", "source_time", "target_times", "targets",
+                             "frame_index")}
     t_all, encodings = cache["latents"].shape[1:3]
     f = min(n_frames, t_all)
     span = max(f - 1, 1)
@@ -108,7 +113,9 @@ def sequence_batch(cache: dict, indices, rng, n_frames: int, n_queries: int, n_t
         src = int(rng.integers(0, f))
         tgt = np.sort(rng.choice(f, size=min(n_targets, f), replace=False))
         pts = rng.choice(tracked.shape[1], size=n_queries, replace=n_queries > tracked.shape[1])
-        items["latents"].append(cache["latents"][int(i), frames, rng.integers(0, encodings, f)])
+        pick = rng.integers(0, encodings, f)
+        items["latents"].append(cache["latents"][int(i), frames, pick])
+        items["anchors"].append(cache["anchors"][int(i), frames, pick])
         items["queries"].append(tracked[start + src, pts])
         items["source_time"].append(np.float32(src / span))
         items["target_times"].append((tgt / span).astype(np.float32))
@@ -118,11 +125,11 @@ def sequence_batch(cache: dict, indices, rng, n_frames: int, n_queries: int, n_t
 
 
 @torch.no_grad()
-def encode_frames(vae, surface: torch.Tensor, num_latents: int, generator=None) -> torch.Tensor:
-    """surface [B, F, N, 6] -> latents [B, F, M, C] with the frozen VAE (posterior mode)."""
+def encode_frames(vae, surface: torch.Tensor, num_latents: int, generator=None):
+    """surface [B, F, N, 6] -> latents [B, F, M, C] (posterior mode) and anchors [B, F, M, 3]."""
     b, f = surface.shape[:2]
-    z = vae.encode(surface.flatten(0, 1), generator=generator, num_latents=num_latents).mode()
-    return z.unflatten(0, (b, f))
+    posterior, anchors = vae.encode_tokens(surface.flatten(0, 1), generator=generator, num_latents=num_latents)
+    return posterior.mode().unflatten(0, (b, f)), anchors.unflatten(0, (b, f))
 
 
 def position_loss(pred: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
@@ -152,10 +159,10 @@ def evaluate_stage2(model, vae, sequences, *, num_latents: int, surface_points: 
         pts = rng.choice(tracked.shape[1], size=min(queries, tracked.shape[1]), replace=False)
         surface = torch.from_numpy(surface_samples(seq, range(t), surface_points, rng))[None].to(device)
         gen = torch.Generator(device="cpu").manual_seed(seed * 7919 + i)
-        latents = encode_frames(vae, surface, num_latents, generator=gen)[0]
+        latents, anchors = (x[0] for x in encode_frames(vae, surface, num_latents, generator=gen))
         q = torch.from_numpy(tracked[0, pts]).to(device)
         truth = torch.from_numpy(tracked[:, pts, :3]).to(device)
-        pred = model.predict_sequence(latents, q, window=window)
+        pred = model.predict_sequence(latents, q, window=window, anchors=anchors)
         err = (pred[1:] - truth[1:]).norm(dim=-1).mean().item()
         still = (truth[0][None] - truth[1:]).norm(dim=-1).mean().item()
         diag = float(np.linalg.norm(tracked[0, :, :3].max(0) - tracked[0, :, :3].min(0)))
@@ -288,7 +295,7 @@ def main(argv=None) -> int:
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, args.steps, args.lr, args.warmup)
         pred = train_model(batch["latents"], batch["queries"], batch["source_time"], batch["target_times"],
-                           frame_index=batch["frame_index"])
+                           frame_index=batch["frame_index"], anchors=batch["anchors"])
         loss = position_loss(pred, batch["targets"], args.loss)
         err = (pred.detach() - batch["targets"]).norm(dim=-1).mean().item()
         # The error of leaving the points where they are: the figure to beat.
