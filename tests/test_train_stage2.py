@@ -19,7 +19,7 @@ def _train(out, data, steps, ship=None):
            "--vae", str(VAE), "--train-sequences", "2", "--heldout-sequences", "1", "--mesh-resolution", "40",
            "--cache-workers", "1", "--steps", str(steps), "--batch", "2", "--encodings", "2",
            "--surface-points", "256", "--queries", "32", "--eval-queries", "64", "--log-every", "1",
-           "--ckpt-every", "2", "--threads", "1"]
+           "--ckpt-every", "2", "--threads", "1", "--set", "anchor_positions=true", "--set", "readout_locality=true"]
     if ship:
         cmd += ["--ship", str(ship)]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
@@ -49,3 +49,12 @@ def test_stage2_training_caches_latents_resumes_and_ships(tmp_path):
     card = json.loads((ship / "training.json").read_text())
     assert card["steps"] == 4 and card["encodings"] == 2 and card["heldout"]["sequences"] == 1
     assert card["heldout"]["mean_point_error"] > 0 and (ship / "model.safetensors").is_file()
+    config = json.loads((ship / "config.json").read_text())
+    assert config["anchor_positions"] is True and config["readout_locality"] is True  # --set
+
+
+def test_stage2_training_refuses_unknown_settings(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "backend.train.stage2", "--out", str(tmp_path / "run"),
+                           "--set", "widht=64"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "'widht' is not a TemporalAutoencoder setting" in proc.stderr, proc.stderr
+    assert not (tmp_path / "run").exists()

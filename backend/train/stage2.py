@@ -24,6 +24,7 @@ sliding-window decoder and reports the mean distance to their true positions.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
 import time
@@ -197,6 +198,9 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True)
     p.add_argument("--profile", default="tiny", choices=sorted(AUTOENCODER_CONFIGS))
+    p.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
+                   help="override one config value of the profile, e.g. --set readout_locality=true (repeatable; "
+                        "the shipped config.json records the result)")
     p.add_argument("--vae", default=DEFAULT_VAE, help="frozen shape VAE folder (config.json + model.safetensors)")
     p.add_argument("--data", default="runs/data/sequences")
     p.add_argument("--train-sequences", type=int, default=400)
@@ -225,6 +229,17 @@ def main(argv=None) -> int:
     p.add_argument("--ship", default="", help="copy final weights and model card here (e.g. backend/weights/tiny/stage2)")
     args = p.parse_args(argv)
 
+    config = dict(AUTOENCODER_CONFIGS[args.profile])
+    for item in args.set:
+        key, _, value = item.partition("=")
+        if key not in inspect.signature(TemporalAutoencoder.__init__).parameters or key == "self":
+            print(f"error: --set {item}: {key!r} is not a TemporalAutoencoder setting", file=sys.stderr)
+            return 2
+        try:
+            config[key] = json.loads(value)
+        except ValueError:
+            print(f"error: --set {item}: the value must be JSON (true, 16.0, \"per_frame\")", file=sys.stderr)
+            return 2
     vae_dir = Path(args.vae)
     if not (vae_dir / "config.json").is_file():
         print(f"error: no trained shape VAE at {vae_dir} (config.json + model.safetensors expected).\n"
@@ -255,7 +270,6 @@ def main(argv=None) -> int:
     sequences.paths = sequences.paths[: args.train_sequences]
 
     vae = load_frozen_vae(vae_dir, d.device)
-    config = AUTOENCODER_CONFIGS[args.profile]
     if vae.config["latent_channels"] != config["latent_channels"]:
         print(f"error: the VAE at {vae_dir} makes {vae.config['latent_channels']}-channel latents but the "
               f"{args.profile!r} autoencoder expects {config['latent_channels']}", file=sys.stderr)
