@@ -27,6 +27,12 @@ def tiny():
     return TemporalAutoencoder(**TINY_AUTOENCODER_CONFIG).eval()
 
 
+def _anch(latents):
+    """Token anchors (points in the box) for latents [..., M, C]: the tiny config needs them."""
+    g = torch.Generator().manual_seed(latents.numel())
+    return torch.rand(*latents.shape[:-1], 3, generator=g) * 1.6 - 0.8
+
+
 def _inputs(b=2, t=4, m=8, q=50, c=32, n_targets=3, seed=0):
     g = torch.Generator().manual_seed(seed)
     latents = torch.randn(b, t, m, c, generator=g)
@@ -63,9 +69,10 @@ def test_tiny_config_is_small():
 def test_tiny_forward_shapes_range_and_determinism(tiny):
     latents, queries, source, targets = _inputs()
     with torch.no_grad():
-        a = tiny(latents, queries, source, targets)
-        b = tiny(latents, queries, source, targets)
-        chunked = tiny(latents, queries, source, targets, target_chunk=1, query_chunk=7)
+        a = tiny(latents, queries, source, targets, anchors=_anch(latents))
+        b = tiny(latents, queries, source, targets, anchors=_anch(latents))
+        chunked = tiny(latents, queries, source, targets, target_chunk=1, query_chunk=7,
+                       anchors=_anch(latents))
     assert a.shape == (2, 3, 50, 3)
     assert a.dtype == torch.float32
     assert torch.isfinite(a).all() and a.abs().max() <= 1.0
@@ -76,8 +83,8 @@ def test_tiny_forward_shapes_range_and_determinism(tiny):
 def test_each_target_is_independent_of_the_others(tiny):
     latents, queries, source, targets = _inputs(b=1, n_targets=3)
     with torch.no_grad():
-        all3 = tiny(latents, queries, source, targets)
-        one = tiny(latents, queries, source, targets[:, 1:2])
+        all3 = tiny(latents, queries, source, targets, anchors=_anch(latents))
+        one = tiny(latents, queries, source, targets[:, 1:2], anchors=_anch(latents))
     torch.testing.assert_close(one[:, 0], all3[:, 1], atol=1e-5, rtol=1e-5)
 
 
@@ -97,24 +104,25 @@ def test_residual_mode_adds_the_source_position():
     residual.load_state_dict(direct.state_dict())
     latents, queries, source, targets = _inputs(b=1)
     with torch.no_grad():
-        field = direct(latents, queries, source, targets)  # the field itself, already in [-1, 1]
-        pos = residual(latents, queries, source, targets)
+        field = direct(latents, queries, source, targets, anchors=_anch(latents))  # the field itself, in [-1, 1]
+        pos = residual(latents, queries, source, targets, anchors=_anch(latents))
     torch.testing.assert_close(pos, (queries[:, None, :, :3] + field).clamp(-1, 1), atol=1e-5, rtol=1e-5)
 
 
 def test_time_options_leave_the_official_layout_alone_and_change_the_answer():
     official = TemporalAutoencoder(**{**TINY_AUTOENCODER_CONFIG, "time_tokens": "shared", "time_scale": 1.0,
-                                      "query_time": False})
+                                      "query_time": False, "anchor_positions": False, "readout_locality": False})
     ours = TemporalAutoencoder(**TINY_AUTOENCODER_CONFIG)
     extra = set(ours.state_dict()) - set(official.state_dict())
-    assert extra == {"proj_time.weight", "proj_time.bias"}
+    assert extra == {"proj_time.weight", "proj_time.bias", "proj_anchor.weight", "proj_anchor.bias",
+                     "locality_log_beta", "locality_log_gamma"}
     assert list(official.state_dict()) == [k for k in ours.state_dict() if k not in extra]
     torch.manual_seed(0)
     model = TemporalAutoencoder(**TINY_AUTOENCODER_CONFIG).eval()
     latents, queries, source, _ = _inputs(b=1)
     with torch.no_grad():
-        a = model(latents, queries, source, torch.tensor([[0.25]]))
-        b = model(latents, queries, source, torch.tensor([[0.75]]))
+        a = model(latents, queries, source, torch.tensor([[0.25]]), anchors=_anch(latents))
+        b = model(latents, queries, source, torch.tensor([[0.75]]), anchors=_anch(latents))
     assert (a - b).abs().max() > 1e-4, "the target time must reach the prediction"
     with pytest.raises(ValueError, match="time_tokens"):
         TemporalAutoencoder(**{**TINY_AUTOENCODER_CONFIG, "time_tokens": "nope"})
@@ -172,14 +180,15 @@ def test_rope_scores_depend_only_on_frame_offsets():
 def test_model_single_frame_and_window_offset_invariance(tiny):
     latents, queries, source, targets = _inputs(b=1, t=1)
     with torch.no_grad():
-        a = tiny(latents, queries, source, targets, frame_index=torch.tensor([[0]]))
-        b = tiny(latents, queries, source, targets, frame_index=torch.tensor([[11]]))
+        a = tiny(latents, queries, source, targets, frame_index=torch.tensor([[0]]), anchors=_anch(latents))
+        b = tiny(latents, queries, source, targets, frame_index=torch.tensor([[11]]), anchors=_anch(latents))
     torch.testing.assert_close(a, b)
     latents, queries, source, targets = _inputs(b=1, t=4)
     with torch.no_grad():
-        a = tiny(latents, queries, source, targets, frame_index=torch.arange(4)[None])
-        b = tiny(latents, queries, source, targets, frame_index=torch.arange(15, 19)[None])
-        c = tiny(latents, queries, source, targets, frame_index=torch.tensor([[0, 2, 4, 6]]))
+        anchors = _anch(latents)
+        a = tiny(latents, queries, source, targets, frame_index=torch.arange(4)[None], anchors=anchors)
+        b = tiny(latents, queries, source, targets, frame_index=torch.arange(15, 19)[None], anchors=anchors)
+        c = tiny(latents, queries, source, targets, frame_index=torch.tensor([[0, 2, 4, 6]]), anchors=anchors)
     torch.testing.assert_close(a, b)
     assert not torch.allclose(a, c)  # frame spacing does matter
 
@@ -195,7 +204,9 @@ def test_save_load_round_trip(tiny, tmp_path):
     assert loaded.config == tiny.config
     latents, queries, source, targets = _inputs()
     with torch.no_grad():
-        torch.testing.assert_close(loaded(latents, queries, source, targets), tiny(latents, queries, source, targets))
+        anchors = _anch(latents)
+        torch.testing.assert_close(loaded(latents, queries, source, targets, anchors=anchors),
+                                   tiny(latents, queries, source, targets, anchors=anchors))
 
 
 # ---------------------------------------------------------------- (e) sliding windows
@@ -229,14 +240,18 @@ def test_predict_sequence_31_frames_is_stitched_consistently(tiny):
     normals = torch.nn.functional.normalize(torch.randn(20, 3, generator=g), dim=-1)
     queries = torch.cat([0.5 * normals, normals], -1)
     calls = []
-    out = tiny.predict_sequence(latents, queries, target_chunk=8, callback=lambda i, n: calls.append((i, n)))
+    anchors = _anch(latents)
+    out = tiny.predict_sequence(latents, queries, target_chunk=8, callback=lambda i, n: calls.append((i, n)),
+                                anchors=anchors)
     assert out.shape == (31, 20, 3) and calls == [(0, 2), (1, 2)]
     assert torch.equal(out[0], queries[:, :3]) and out.abs().max() <= 1.0
     with torch.no_grad():
         # window 2 = frames 15..30, source = the predicted frame 15, normalised times (f - 15) / 15
         second = tiny(latents[15:][None], torch.cat([out[15], normals], -1)[None], torch.zeros(1),
-                      (torch.arange(16, 31).float()[None] - 15) / 15, frame_index=torch.arange(15, 31)[None])
-        first = tiny(latents[:16][None], queries[None], torch.zeros(1), torch.arange(1, 16).float()[None] / 15)
+                      (torch.arange(16, 31).float()[None] - 15) / 15, frame_index=torch.arange(15, 31)[None],
+                      anchors=anchors[15:][None])
+        first = tiny(latents[:16][None], queries[None], torch.zeros(1), torch.arange(1, 16).float()[None] / 15,
+                     anchors=anchors[:16][None])
     torch.testing.assert_close(out[16:], second[0], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(out[1:16], first[0], atol=1e-5, rtol=1e-5)
 
@@ -258,10 +273,12 @@ def test_predict_sequence_short_and_with_moving_normals(tiny):
         return vertex_normals(x, faces)
 
     for t in (1, 5):
-        out = tiny.predict_sequence(torch.randn(t, 4, 32, generator=g), queries, normals_fn=normals_fn)
+        out = tiny.predict_sequence(torch.randn(t, 4, 32, generator=g), queries, normals_fn=normals_fn,
+                                    anchors=_anch(torch.empty(t, 4, 32)))
         assert out.shape == (t, 4, 3) and torch.equal(out[0], verts)
     assert not seen  # one window: its source is frame 0, whose normals are given
-    out = tiny.predict_sequence(torch.randn(18, 4, 32, generator=g), queries, normals_fn=normals_fn, window=4, stride=3)
+    out = tiny.predict_sequence(torch.randn(18, 4, 32, generator=g), queries, normals_fn=normals_fn, window=4, stride=3,
+                                anchors=_anch(torch.empty(18, 4, 32)))
     assert out.shape == (18, 4, 3) and torch.isfinite(out).all()
     sources = [w.source for w in window_plan(18, 4, 3) if w.source != 0]
     assert len(seen) == len(sources) and all(torch.equal(x, out[s]) for x, s in zip(seen, sources))
