@@ -49,6 +49,8 @@ def test_stage2_training_caches_latents_resumes_and_ships(tmp_path):
     card = json.loads((ship / "training.json").read_text())
     assert card["steps"] == 4 and card["encodings"] == 2 and card["heldout"]["sequences"] == 1
     assert card["heldout"]["mean_point_error"] > 0 and (ship / "model.safetensors").is_file()
+    assert card["train_seconds"] >= max(r["elapsed"] for r in log)  # both runs counted
+    assert f"{card['heldout']['mean_point_error']:.4f}" in (ship / "README.md").read_text()
     config = json.loads((ship / "config.json").read_text())
     assert config["anchor_positions"] is True and config["readout_locality"] is True  # --set
 
