@@ -366,7 +366,8 @@ def ship(final: Path, dest: Path, args, figures: dict, seconds: float, parameter
                         "frames 1..T-1, starting from their frame-0 positions, in the normalised [-1, 1] box; "
                         "static_baseline_error = the same for points that do not move",
         "command": "python -m backend.train.stage2 " + " ".join(
-            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v not in ("", None)),
+            f"--{k.replace('_', '-')} {item}" for k, v in vars(args).items() if v not in ("", None, [])
+            for item in (v if isinstance(v, list) else [v])),
     }
     (dest / "training.json").write_text(json.dumps(card, indent=2))
     (dest / "README.md").write_text(render_readme(card))
