@@ -153,6 +153,11 @@ def window_plan(num_frames: int, size: int = 16, stride: int = 15) -> List[Windo
     return windows
 
 
+def window_time(frame_index: torch.Tensor) -> torch.Tensor:
+    """Frame numbers [B, T] of a window -> normalised window time [B, T] in [0, 1]."""
+    return (frame_index - frame_index[:, :1]).float() / max(frame_index.shape[1] - 1, 1)
+
+
 def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
     """Area-weighted unit vertex normals, vertices [V, 3], faces [F, 3] (long) -> [V, 3]."""
     v = vertices.float()
@@ -261,7 +266,7 @@ class TemporalAutoencoder(ModelMixin):
             time_tok = self._time_embedding(source_time[:, None].expand_as(target_times), target_times)
             time_tok = time_tok.to(frames.dtype).reshape(b * k, 1, self.width).expand(-1, t, -1)
         else:  # "per_frame": frame f's token holds (s - tau_f, t - tau_f), tau_f = f's own window time
-            tau = (frame_index - frame_index[:, :1]).float() / max(t - 1, 1)
+            tau = window_time(frame_index)
             rel_s = (source_time[:, None, None] - tau[:, None, :]).expand(-1, k, -1)
             rel_t = target_times[:, :, None] - tau[:, None, :]
             time_tok = self._time_embedding(rel_s, rel_t).to(frames.dtype).reshape(b * k, t, self.width)
@@ -368,8 +373,7 @@ class TemporalAutoencoder(ModelMixin):
             for start in range(0, feats.shape[1], qstep):
                 locality = None
                 if self.locality_log_beta is not None:
-                    tau = (frame_index - frame_index[:, :1]).float() / max(t - 1, 1)  # [B, T] window time
-                    offset = (tau - source_time[:, None]).repeat_interleave(latents.shape[2], dim=1)
+                    offset = (window_time(frame_index) - source_time[:, None]).repeat_interleave(latents.shape[2], dim=1)
                     qe, ke = self.locality_qk(queries[:, start:start + qstep, :3], anchors.flatten(1, 2), offset, t)
                     locality = (qe.repeat_interleave(k, dim=0), ke.repeat_interleave(k, dim=0))
                 pieces.append(self.read(mem, feats[:, start:start + qstep], time_query, locality))

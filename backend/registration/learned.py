@@ -71,8 +71,8 @@ def register_learned(ref_vertices, ref_faces, frames, *, vae, autoencoder, num_l
     num_latents / surface_points: tokens per frame and surface samples per frame, as the
     autoencoder was trained with (its training.json). frames: (vertices, faces) pairs of any
     topology. Vertices sharing a position (UV/normal seams) are welded and moved together.
-    progress(step, total, message): once per sampled frame, then once per window. should_cancel(): polled between frames and between windows;
-    raises Cancelled. References with more than `query_nodes` vertices are tracked at that many
+    progress(step, total, message): once per sampled frame, then once per window.
+    should_cancel(): polled between frames and between windows; raises Cancelled. References with more than `query_nodes` vertices are tracked at that many
     nodes spread over the surface, each vertex following its 4 nearest (None: every vertex).
     Memory stays bounded for large references: queries go through the cross-attention
     `query_chunk` at a time, targets through the self-attention `target_chunk` at a time
@@ -117,41 +117,41 @@ def register_learned(ref_vertices, ref_faces, frames, *, vae, autoencoder, num_l
     total = n_frames + n_windows
 
     with torch.no_grad():
+        sampled = (lambda t: progress(t, total, f"sampled frame {t}/{n_frames}")) if progress else None
         latents, anchors = _encode_frames(vae, frames, norm, num_latents, surface_points, seed, device,
-                                 progress=(lambda t: progress(t, total, f"sampled frame {t}/{n_frames}")) if progress else None,
-                                 check=check)
+                                          progress=sampled, check=check)
 
         # The model's cost is its read-out, per query point and target frame: large references
         # are tracked at `query_nodes` surface nodes and every vertex follows its nearest nodes
         # (a smooth displacement field loses little; the per-vertex detail is what "auto" refines).
         faces_t = torch.from_numpy(faces_w).to(device) if len(faces_w) else None
         xyz_all = torch.from_numpy(rest_w.astype(np.float32)).to(device)
+        nodes = None  # indices of the tracked vertices (None: all of them)
         if query_nodes and len(rest_w) > query_nodes:
-            nodes = pick_nodes(rest_w, query_nodes, np.random.default_rng(seed), check)
-            blender = Blender(rest_w, rest_w[nodes], check)
-        else:
-            nodes, blender = None, None
+            picked = pick_nodes(rest_w, query_nodes, np.random.default_rng(seed), check)
+            blender = Blender(rest_w, rest_w[picked], check)
+            nodes = torch.from_numpy(picked).to(device)
+            blend_idx = torch.from_numpy(blender.idx).to(device)
+            blend_w = torch.from_numpy(blender.w).to(device)
 
         def spread(node_positions):  # [T, N, 3] node positions -> [T, Vw, 3] vertex positions
-            if blender is None:
+            if nodes is None:
                 return node_positions
             moved = node_positions - node_positions[:1]  # displacement since frame 0
-            idx = torch.from_numpy(blender.idx).to(device)
-            w = torch.from_numpy(blender.w).to(device)
             # Frame by frame: [V, 4, 3] at a time stays small for million-vertex references.
-            return torch.stack([xyz_all + torch.einsum("vk,vkc->vc", w, m[idx]) for m in moved])
+            return torch.stack([xyz_all + torch.einsum("vk,vkc->vc", blend_w, m[blend_idx]) for m in moved])
 
         def normals_fn(x):  # the queries' normals at positions x, from the deformed mesh
             if faces_t is None:
                 return torch.zeros_like(x)
-            full = spread(torch.stack([xyz_all[nodes] if nodes is not None else xyz_all, x]))[1]
-            n = vertex_normals(full, faces_t)
-            return n if nodes is None else n[torch.from_numpy(nodes).to(device)]
+            if nodes is None:
+                return vertex_normals(x, faces_t)
+            return vertex_normals(spread(torch.stack([xyz_all[nodes], x]))[1], faces_t)[nodes]
 
         normals = vertex_normals(xyz_all, faces_t) if faces_t is not None else torch.zeros_like(xyz_all)
         queries = torch.cat([xyz_all, normals], -1)
         if nodes is not None:
-            queries = queries[torch.from_numpy(nodes).to(device)]
+            queries = queries[nodes]
 
         def callback(i, count):
             check()
