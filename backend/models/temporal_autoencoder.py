@@ -356,6 +356,8 @@ class TemporalAutoencoder(ModelMixin):
             raise ValueError("this model needs anchors [B, T, M, 3] (the surface points the latent tokens were "
                              "encoded at, from ShapeVAE.encode_tokens) matching the latents")
         features = self.query_features(queries)
+        if self.locality_log_beta is not None:  # each token's frame time minus the source time [B, T*M]
+            token_offset = (window_time(frame_index) - source_time[:, None]).repeat_interleave(latents.shape[2], dim=1)
         n_targets = target_times.shape[1]
         step = target_chunk or n_targets
         outputs = []
@@ -373,8 +375,8 @@ class TemporalAutoencoder(ModelMixin):
             for start in range(0, feats.shape[1], qstep):
                 locality = None
                 if self.locality_log_beta is not None:
-                    offset = (window_time(frame_index) - source_time[:, None]).repeat_interleave(latents.shape[2], dim=1)
-                    qe, ke = self.locality_qk(queries[:, start:start + qstep, :3], anchors.flatten(1, 2), offset, t)
+                    qe, ke = self.locality_qk(queries[:, start:start + qstep, :3], anchors.flatten(1, 2),
+                                              token_offset, t)
                     locality = (qe.repeat_interleave(k, dim=0), ke.repeat_interleave(k, dim=0))
                 pieces.append(self.read(mem, feats[:, start:start + qstep], time_query, locality))
             field = torch.cat(pieces, dim=1)
@@ -401,10 +403,11 @@ class TemporalAutoencoder(ModelMixin):
     ) -> torch.Tensor:
         """Track points given at frame 0 through a sequence of any length.
 
-        latents [T, M, C] (+ anchors [T, M, 3] when `needs_anchors`); queries [Q, 6] (xyz + normal at frame 0); normals_fn(positions [Q, 3])
-        -> [Q, 3]: the queries' normals once moved there, called for each later window's source
-        frame (upstream recomputes vertex normals on the deformed mesh,
-        `lambda x: vertex_normals(x, faces)`); without it the frame-0 normals are reused. Windows of `window` (default temporal_context_size = 16) frames sliding by
+        latents [T, M, C] (+ anchors [T, M, 3] when `needs_anchors`); queries [Q, 6] (xyz + normal
+        at frame 0); normals_fn(positions [Q, 3]) -> [Q, 3]: the queries' normals once moved there,
+        called for each later window's source frame (upstream recomputes vertex normals on the
+        deformed mesh, `lambda x: vertex_normals(x, faces)`); without it the frame-0 normals are
+        reused. Windows of `window` (default temporal_context_size = 16) frames sliding by
         `stride` (default window - 1 = 15): each starts from its first frame's already predicted
         positions, with source time 0. Returns [T, Q, 3] float32, row 0 = the given xyz.
         """
