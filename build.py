@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
@@ -26,6 +27,11 @@ BPY_42_DIR = VENV / "bpy-4.2"
 BPY_42 = "bpy==4.2.23"
 REQUIREMENTS = [ROOT / "backend" / "requirements.txt", ROOT / "tests" / "requirements.txt"]
 STAMP = VENV / ".setup-stamp"
+# Real animated characters for the registration benchmark and tests: the MD2 folder of Debian's
+# assimp-testmodels package (Irrlicht's sydney and faerie, zlib-style licence), unpacked here.
+# backend/synthetic/md2.py looks for them in this folder.
+MD2_DIR = VENV / "share" / "assimp-testmodels" / "MD2"
+MD2_PACKAGE = "assimp-testmodels"
 
 
 def _run(cmd: list, **kw) -> None:
@@ -50,10 +56,42 @@ def _setup_fingerprint() -> str:
     return h.hexdigest()
 
 
+def fetch_md2() -> None:
+    """Unpack the MD2 characters of Debian's assimp-testmodels into MD2_DIR (once).
+
+    Uses `apt-get download` (no root needed once the package lists exist; as root it refreshes
+    them when the first try fails). Where there is no apt, it says so: the tests that need the
+    characters then skip with that reason, except in CI, where they fail."""
+    if (MD2_DIR / "sydney.md2").is_file() and (MD2_DIR / "faerie.md2").is_file():
+        return
+    if not (shutil.which("apt-get") and shutil.which("dpkg-deb")):
+        print(f"note: no apt-get/dpkg-deb here: the MD2 characters ({MD2_PACKAGE}) are not installed; "
+              "their benchmark rows and tests are skipped", flush=True)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        download = ["apt-get", "download", "-q", MD2_PACKAGE]
+        ok = subprocess.run(download, cwd=tmp).returncode == 0
+        if not ok and os.geteuid() == 0:
+            subprocess.run(["apt-get", "update", "-qq"])
+            ok = subprocess.run(download, cwd=tmp).returncode == 0
+        debs = sorted(Path(tmp).glob(f"{MD2_PACKAGE}_*.deb"))
+        if not ok or not debs:
+            print(f"note: could not download {MD2_PACKAGE}; the MD2 characters' benchmark rows and tests are "
+                  "skipped", flush=True)
+            return
+        _run(["dpkg-deb", "-x", debs[0], Path(tmp) / "x"])
+        src = Path(tmp) / "x" / "usr" / "share" / "assimp" / "models" / "MD2"
+        MD2_DIR.mkdir(parents=True, exist_ok=True)
+        for item in src.iterdir():
+            if item.suffix in (".md2", ".txt"):
+                shutil.copy2(item, MD2_DIR / item.name)
+
+
 def setup() -> None:
     """Create ./.venv and install everything; a no-op when nothing changed since the last run."""
     fingerprint = _setup_fingerprint()
     if VENV_PY.exists() and STAMP.exists() and STAMP.read_text() == fingerprint and BPY_42_DIR.is_dir():
+        fetch_md2()
         return
     if not VENV_PY.exists():
         _run([_python311(), "-m", "venv", VENV])
@@ -64,6 +102,7 @@ def setup() -> None:
     _run(pip + args)
     _run(pip + ["--no-deps", "--upgrade", "--target", BPY_42_DIR, BPY_42])
     STAMP.write_text(fingerprint)
+    fetch_md2()
 
 
 def manifest() -> dict:

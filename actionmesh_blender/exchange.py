@@ -47,3 +47,22 @@ def read_offsets(path: Path, n_vertices: int) -> tuple[np.ndarray, float]:
     if not np.isfinite(offsets).all():
         raise ResultError("result offsets contain NaN or infinite values")
     return offsets, fps
+
+
+def fit_summary(frame_fit) -> str:
+    """One line on how well the frames fit, from the backend's per-frame report ("frame_fit"):
+    the mean surface distance before and after (percent of the mesh's size), and the frames whose
+    result was held back at its starting pose. Empty when the report is missing."""
+    try:
+        before = [float(e["fit_before"]) for e in frame_fit]
+        after = [float(e["fit_after"]) for e in frame_fit]
+        held = [int(e["frame"]) for e in frame_fit if not e["accepted"]]
+    except (TypeError, KeyError, ValueError):
+        return ""
+    if not before:
+        return ""
+    line = f"surface fit {100 * sum(before) / len(before):.2f}% -> {100 * sum(after) / len(after):.2f}% of its size"
+    if held:
+        shown = ", ".join(str(f) for f in held[:8]) + (" ..." if len(held) > 8 else "")
+        line += f"; held back (check): frame{'s' if len(held) > 1 else ''} {shown}"
+    return line

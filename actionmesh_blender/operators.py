@@ -20,7 +20,7 @@ import numpy as np
 
 from . import session, shape_keys
 from .backend_client import BackendUnavailable, Job, backend_source_root
-from .exchange import ResultError, read_offsets, write_ply
+from .exchange import ResultError, fit_summary, read_offsets, write_ply
 from .preferences import backend_python, default_env_python, get_prefs, user_dir
 from .props import OPERATOR_METHOD_ITEMS, SPACE_ITEMS
 
@@ -221,6 +221,9 @@ class ACTIONMESH_OT_animate_from_sequence(bpy.types.Operator):
             self.report({"WARNING"}, warning)
         state.status = (f"{len(written)} shape keys on '{target['name']}' in "
                         f"{time.monotonic() - target['started']:.1f} s")
+        fit = fit_summary(job.outputs.get("frame_fit"))
+        if fit:
+            state.status += f"; {fit}"
         self.report({"INFO"}, f"ActionMesh: {state.status}")
         return {"FINISHED"}
 

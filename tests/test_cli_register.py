@@ -166,7 +166,13 @@ def test_learned_methods_with_a_weights_folder(panda_sequence, tmp_path, method,
                    "--out", out, "--method", method, "--weights", learned_weights, "--device", "cpu", "--json")
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert result["method"] == method and result["frames"] == 16 and not result["warnings"]
+    assert result["method"] == method and result["frames"] == 16
+    # The only warnings are the safeguard's, naming the frames it held back (the tiny model
+    # alone fits some panda frames worse than standing still: README benchmark).
+    from backend.pipelines.register import fit_warnings
+
+    assert len(result["frame_fit"]) == 16 and result["warnings"] == fit_warnings(result["frame_fit"])
+    assert all(e["fit_after"] <= e["fit_before"] for e in result["frame_fit"])
     offsets = np.load(out / "animation.npz")["offsets"]
     assert offsets.shape == (16,) + panda_sequence["vertices"].shape and np.isfinite(offsets).all()
     if method == "auto":  # whatever the learned guesses are worth, auto fits as well as optimize

@@ -73,12 +73,15 @@ def run_register(ctx: JobContext, *, reference: str, sequence: str, out: str, me
     if method == "optimize":
         from ..registration.optimize import register_optimize
 
+        fits = []
         offsets = register_optimize(ref.vertices, ref.faces, frames, progress=report,
-                                    should_cancel=ctx.should_cancel)
+                                    should_cancel=ctx.should_cancel, fit_report=fits)
+        extra["frame_fit"] = fits
     else:
         offsets, extra = _register_learned(ctx, method, learned_dirs, device, ref, frames, report)
         extra["profile"] = profile
         warnings += extra.pop("warnings", [])
+    warnings += fit_warnings(extra["frame_fit"])
     offsets = np.asarray(offsets, dtype=np.float32)
     if offsets.shape != (len(frames),) + ref.vertices.shape or not np.isfinite(offsets).all():
         raise RuntimeError(f"registration produced invalid offsets {offsets.shape}")
@@ -172,14 +175,37 @@ def _register_learned(ctx: JobContext, method: str, dirs: dict, device: str, ref
     extra = {"device": dev, "weights": str(dirs["stage2"].parent), "num_latents": models["num_latents"],
              "surface_points": models["surface_points"]}
     if method == "learned":
-        offsets = register_learned(ref.vertices, ref.faces, frames, **common)
+        fits = []
+        offsets = register_learned(ref.vertices, ref.faces, frames, fit_report=fits, **common)
+        extra["frame_fit"] = fits
     else:
         offsets, details = register_auto(ref.vertices, ref.faces, frames, **common)
+        extra["frame_fit"] = details["frames"]
         extra["refined_frames"] = int(sum(details["refined"]))
         extra["surface_error_learned"] = [round(e, 6) for e in details["error_learned"]]
         extra["surface_error"] = [round(e, 6) for e in details["error"]]
     extra["warnings"] = warnings
     return offsets, extra
+
+
+def fit_warnings(frame_fit: list) -> list[str]:
+    """Warnings naming the frames whose result, or rigid pre-alignment, was held back."""
+    out = []
+    held = [e["frame"] for e in frame_fit if not e["accepted"]]
+    if held:
+        out.append(f"frame{'s' if len(held) > 1 else ''} {_frame_list(held)}: the registration did not fit the "
+                   "frame's surface better than the pose it started from, so that pose was kept; check "
+                   f"{'these frames' if len(held) > 1 else 'this frame'} (is the mesh the same object?)")
+    rigid = [e["frame"] for e in frame_fit if e.get("rigid_accepted") is False]
+    if rigid:
+        out.append(f"rigid pre-alignment skipped at frame{'s' if len(rigid) > 1 else ''} {_frame_list(rigid)}: "
+                   "it did not bring the surfaces closer")
+    return out
+
+
+def _frame_list(frames: list, limit: int = 12) -> str:
+    shown = ", ".join(str(f) for f in frames[:limit])
+    return shown + (f" and {len(frames) - limit} more" if len(frames) > limit else "")
 
 
 def _alignment_warnings(ref_vertices: np.ndarray, first_frame: np.ndarray, name: str) -> list[str]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial import cKDTree
 
+from backend.geometry.orient import orient_faces
+
 from .arap import face_geometry, vertex_normals
 
 
@@ -13,10 +15,12 @@ class TargetSurface:
 
     Vertices plus face centroids already sample a fine mesh densely; coarse meshes get
     area-weighted random points on top, and huge meshes are subsampled, so the cost per frame
-    is bounded whatever the frame's resolution.
+    is bounded whatever the frame's resolution. The faces are re-wound outward first
+    (backend.geometry.orient), so the sample normals do not depend on the tool that made the mesh.
     """
 
     def __init__(self, vertices, faces, n_nodes, rng, min_samples=20000, max_samples=150000, back_ratio=4.0):
+        faces = orient_faces(vertices, faces)
         n_face, area = face_geometry(vertices, faces)
         total = float(area.sum())
         good = area > 1e-12 * max(total, 1e-300)

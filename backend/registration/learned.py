@@ -21,6 +21,10 @@ result where that fits the frame better (register_optimize's `init_offsets`, `in
 and keeps, per frame, whichever of {learned, refined} lies closer to that frame's surface
 (two-way mean distance, backend.registration.quality), so it is never worse than "learned" by
 that measure, and equals "optimize" where the learned guesses never fit better.
+
+Safeguards, as for "optimize": faces are re-wound outward before any normal is taken (the
+model reads surface normals), and a learned frame is kept only if it fits its frame's surface
+at least as well as the reference left in place (quality.hold_back_worse).
 """
 
 from __future__ import annotations
@@ -28,9 +32,10 @@ from __future__ import annotations
 import numpy as np
 
 from backend.errors import BadInput, Cancelled, Unsupported
+from backend.geometry.orient import orient_faces
 
 from .optimize import DEFAULT_ITERATIONS, check_inputs, register_optimize
-from .quality import DEFAULT_SAMPLES, TargetSamples
+from .quality import DEFAULT_SAMPLES, TargetSamples, hold_back_worse
 
 # Largest half-extent of the whole sequence after normalisation = 1 - margin = 0.925.
 SEQUENCE_MARGIN = 0.075
@@ -64,7 +69,8 @@ def sequence_normalization(ref_vertices, frames):
 def register_learned(ref_vertices, ref_faces, frames, *, vae, autoencoder, num_latents: int,
                      surface_points: int = DEFAULT_SURFACE_POINTS, device="cpu", progress=None,
                      should_cancel=None, seed: int = 0, query_chunk: int = QUERY_CHUNK,
-                     target_chunk: int | None = None, query_nodes: int | None = QUERY_NODES) -> np.ndarray:
+                     target_chunk: int | None = None, query_nodes: int | None = QUERY_NODES,
+                     fit_report: list | None = None, hold_back: bool = True) -> np.ndarray:
     """Offsets [T,V,3] float32 such that ref_vertices + offsets[t] follows frames[t] (offsets[0] = 0).
 
     vae: a ShapeVAE, autoencoder: a TemporalAutoencoder (both moved to `device` and set to eval);
@@ -77,6 +83,9 @@ def register_learned(ref_vertices, ref_faces, frames, *, vae, autoencoder, num_l
     Memory stays bounded for large references: queries go through the cross-attention
     `query_chunk` at a time, targets through the self-attention `target_chunk` at a time
     (default: as many as fit TOKEN_BUDGET).
+    fit_report: optional list; one dict per frame is appended (surface fit of the reference left
+    in place and of the kept result; a frame the model fits worse than that is held back).
+    hold_back=False returns the model's raw prediction for every frame (and reports nothing).
     """
     import torch
 
@@ -105,6 +114,7 @@ def register_learned(ref_vertices, ref_faces, frames, *, vae, autoencoder, num_l
     if len(faces_w):
         faces_w = faces_w[(faces_w[:, 0] != faces_w[:, 1]) & (faces_w[:, 1] != faces_w[:, 2])
                           & (faces_w[:, 0] != faces_w[:, 2])]
+        faces_w = orient_faces(rest_w, faces_w)
     check()
 
     vae = vae.to(device).eval()
@@ -172,6 +182,10 @@ def register_learned(ref_vertices, ref_faces, frames, *, vae, autoencoder, num_l
     offsets = moved[:, weld].astype(np.float32)
     if not np.isfinite(offsets).all():
         raise RuntimeError("the learned model produced non-finite positions")
+    if hold_back:
+        offsets, report = hold_back_worse(ref_v, ref_f, frames, offsets, seed=seed, check=check)
+        if fit_report is not None:
+            fit_report.extend(report)
     return offsets
 
 
@@ -190,6 +204,7 @@ def _encode_frames(vae, frames, norm, num_latents, surface_points, seed, device,
         batch = []
         for t in range(start, min(start + ENCODE_BATCH, len(frames))):
             fv, ff = frames[t]
+            ff = orient_faces(fv, ff)  # the VAE reads normals: outward, whatever the file's winding
             try:
                 p, n = sample_surface(norm.apply(fv), ff, surface_points, seed=np.random.default_rng([seed, t]))
             except ValueError:
@@ -216,7 +231,8 @@ def register_auto(ref_vertices, ref_faces, frames, *, vae, autoencoder, num_late
     Returns (offsets [T,V,3] float32, report) with report = {"refined": [bool per frame: the
     refined result was kept], "error_learned": [...], "error_refined": [...], "error": [...]}
     (two-way mean surface distance to each frame, in the inputs' units; `error` is the kept one,
-    never above `error_learned`). progress(step, total, message) counts learned, refine and
+    never above `error_learned`) and "frames": the refinement's fit report (register_optimize's
+    `fit_report`), each entry saying which result was kept. progress(step, total, message) counts learned, refine and
     compare steps together; should_cancel is polled throughout.
     """
     from backend.models.temporal_autoencoder import window_plan
@@ -235,11 +251,12 @@ def register_auto(ref_vertices, ref_faces, frames, *, vae, autoencoder, num_late
     learned = register_learned(ref_v, ref_f, frames, vae=vae, autoencoder=autoencoder, num_latents=num_latents,
                                surface_points=surface_points, device=device, seed=seed, should_cancel=should_cancel,
                                progress=report_from(0), **learned_kwargs)
+    fits = []
     refined = register_optimize(ref_v, ref_f, frames, init_offsets=learned, init_mode="better",
                                 iterations=tuple(refine_iterations), should_cancel=should_cancel, seed=seed,
-                                progress=report_from(lt, "refine: "))
+                                progress=report_from(lt, "refine: "), fit_report=fits)
     offsets = np.empty_like(learned)
-    report = {"refined": [], "error_learned": [], "error_refined": [], "error": []}
+    report = {"refined": [], "error_learned": [], "error_refined": [], "error": [], "frames": fits}
     for t, (fv, ff) in enumerate(frames):
         target = TargetSamples(fv, ff, samples=error_samples, seed=seed + t)
         e_learned = target.error(ref_v + learned[t], ref_f)
@@ -250,6 +267,7 @@ def register_auto(ref_vertices, ref_faces, frames, *, vae, autoencoder, num_late
         report["error_learned"].append(e_learned)
         report["error_refined"].append(e_refined)
         report["error"].append(min(e_learned, e_refined))
+        fits[t]["result"] = "refined" if use_refined else "learned"
         if should_cancel is not None and should_cancel():
             raise Cancelled()
         if progress is not None:

@@ -6,6 +6,12 @@ frames stays small enough for closest-point matching; the ARAP rest shape is alw
 reference itself, so errors do not accumulate as shape drift. Given `init_offsets` (e.g. the
 learned Stage II prediction), each frame starts from that guess instead, which makes it a
 refinement.
+
+Safeguards: frame normals come from outward re-wound faces (backend.geometry.orient), so inward
+or mixed winding does not turn every normal test around; and each frame's result, and its rigid
+pre-alignment, is kept only if it fits the frame's surface (two-way mean distance on samples) at
+least as well as the pose it started from. No frame ends further from its surface than where it
+started, and the per-frame report says which frames were held back.
 """
 
 from __future__ import annotations
@@ -13,10 +19,12 @@ from __future__ import annotations
 import numpy as np
 
 from backend.errors import BadInput, Cancelled
+from backend.geometry.orient import orient_faces
 
 from .arap import ArapSolver, cotangent_graph, knn_edges, vertex_normals
 from .correspond import TargetSurface, correspondences
 from .proxy import Blender, pick_nodes, proxy_graph, surface_area
+from .quality import SurfaceSampler, frame_fit_entry, two_way_distance
 
 # Data weights (per unit area, reference normalised to a unit bounding-box diagonal), stiff
 # to soft: the stiff pass follows the large motion without tearing, the soft one fits detail.
@@ -144,6 +152,8 @@ def register_optimize(
     back_ratio=2.0,
     init_offsets=None,
     init_mode="fixed",
+    fit_samples=4000,
+    fit_report=None,
 ) -> np.ndarray:
     """Offsets [T,V,3] (float32) such that ref_vertices + offsets[t] follows frames[t].
 
@@ -164,6 +174,10 @@ def register_optimize(
     init_mode: "fixed" starts every frame from its guess; "better" starts it from whichever of
     {its guess, the previous frame's result} lies closer to the frame's surface (two-way mean
     distance), so a poor guess costs no more than plain frame-to-frame registration.
+    fit_report: optional list; one dict per frame is appended (frame_fit_entry: the two-way surface
+    distance of the starting pose and of the kept result, as fractions of the reference's
+    bounding-box diagonal, measured on `fit_samples` fixed points of the reference surface;
+    whether the result was accepted, and whether the rigid pre-step was).
     Raises BadInput for malformed or non-finite input.
     """
     cancel = _Canceller(should_cancel)
@@ -196,6 +210,8 @@ def register_optimize(
     cancel.check()
     rest_all = (ref_v[first] - centre) * scale
     ref_f = weld[ref_f] if len(ref_f) else ref_f
+    # Normals from outward-wound faces, whatever winding the reference came with.
+    ref_f = orient_faces(rest_all, ref_f) if len(ref_f) else ref_f
     rng = np.random.default_rng(seed)
 
     if len(rest_all) > max_vertices:
@@ -224,6 +240,9 @@ def register_optimize(
     mass = np.maximum(mass, 1e-3 * max(float(np.median(mass)), 1e-30))
     cancel.check()
     solver = ArapSolver(rest, ei, ej, ew, mass, stiffness)
+    # Fixed points on the reference surface for the fit safeguard (the nodes themselves when the
+    # solve runs on a proxy, whose nodes carry no faces).
+    sampler = SurfaceSampler(rest, ref_f if blender is None else None, fit_samples, seed)
     cancel.check()
 
     n_frames = len(checked)
@@ -241,8 +260,18 @@ def register_optimize(
                 rot = solver.rotations(x, np.broadcast_to(np.eye(3), (len(rest), 3, 3)).copy(), normals)
         # Frame 0 starts from the rest pose, usually the largest jump of the sequence.
         iters = [n * (first_frame_factor if t == 0 else 1) for n in iterations]
-        x, rot = _register_frame(x, rot, normals, solver, target, iters, max_dist,
-                                 rigid_iterations * (first_frame_factor if t == 0 else 1), min_normal_cos, cancel, back_plane)
+        fit = lambda pose: two_way_distance(sampler.points(pose), target.points, target.tree,  # noqa: E731
+                                            target.points[target.back])
+        start_x, start_rot, start_fit = x, rot, fit(x)
+        x, rot, rigid_ok = _register_frame(x, rot, normals, solver, target, iters, max_dist,
+                                           rigid_iterations * (first_frame_factor if t == 0 else 1), min_normal_cos,
+                                           cancel, back_plane, fit, start_fit)
+        end_fit = fit(x)
+        accepted = end_fit <= start_fit
+        if not accepted:
+            x, rot, end_fit = start_x, start_rot, start_fit
+        if fit_report is not None:
+            fit_report.append(frame_fit_entry(t, start_fit, end_fit, accepted, rigid_ok))
         if blender is None:
             moved = x
         else:
@@ -263,8 +292,11 @@ def _fit_distance(x, target) -> float:
 
 
 def _register_frame(x, rot, normals, solver, target, iterations, max_dist, rigid_iterations,
-                    min_cos, cancel, back_plane):
-    # Rigid pre-alignment takes out whole-body motion, leaving ARAP only the articulation.
+                    min_cos, cancel, back_plane, fit, start_fit):
+    """-> (x, rot, whether the rigid pre-step was kept)."""
+    # Rigid pre-alignment takes out whole-body motion, leaving ARAP only the articulation; it is
+    # kept only if it brought the surfaces closer (a wrong rigid jump is the hardest to undo).
+    x0, rot0 = x, rot
     for _ in range(rigid_iterations):
         nx = np.einsum("nab,nb->na", rot, normals)
         tgt, conf, tn = correspondences(x, nx, target, max_dist[0], min_cos, backward=False)
@@ -274,6 +306,9 @@ def _register_frame(x, rot, normals, solver, target, iterations, max_dist, rigid
         x = x @ r.T + tr
         rot = r @ rot
         cancel.check()
+    rigid_ok = x is x0 or fit(x) <= start_fit
+    if not rigid_ok:
+        x, rot = x0, rot0
     for level, n_iter in enumerate(iterations):
         for _ in range(n_iter):
             nx = np.einsum("nab,nb->na", rot, normals)
@@ -287,4 +322,4 @@ def _register_frame(x, rot, normals, solver, target, iterations, max_dist, rigid
             cancel.check()
             if step < 2e-5:
                 break
-    return x, rot
+    return x, rot, rigid_ok

@@ -1,8 +1,11 @@
 """How well a registered mesh covers a target frame: the two-way mean surface distance.
 
-Used by the "auto" method to keep, per frame, whichever candidate fits its frame better. The
-measure is symmetric on purpose: one-way "registered -> target" distances reward a mesh that
-shrinks onto part of the target; "target -> registered" catches the parts it left uncovered.
+Used to keep, per frame, the better of two candidates: the "auto" method's learned vs refined
+result, and every method's safeguard (a result is kept only if it fits its frame at least as
+well as the pose it started from). The measure is symmetric on purpose: one-way "registered ->
+target" distances reward a mesh that shrinks onto part of the target; "target -> registered"
+catches the parts it left uncovered. It uses no normals, so it cannot be misled by how a frame's
+triangles are wound.
 """
 
 from __future__ import annotations
@@ -26,6 +29,54 @@ def _surface_points(vertices, faces, samples, seed):
     return v
 
 
+def two_way_distance(points, target_points, target_tree=None, back_points=None) -> float:
+    """Mean of (points -> nearest target point) and (target points -> nearest of `points`).
+
+    `back_points` (default: all of `target_points`) is the subset measured in the reverse direction.
+    """
+    tree = target_tree if target_tree is not None else cKDTree(target_points)
+    forward = tree.query(points, workers=-1)[0].mean()
+    back = target_points if back_points is None else back_points
+    backward = cKDTree(points).query(back, workers=-1)[0].mean()
+    return float(0.5 * (forward + backward))
+
+
+def frame_fit_entry(frame, before, after, accepted, rigid_accepted=None) -> dict:
+    """One frame of a fit report (distances as fractions of the reference's bounding-box diagonal)."""
+    entry = {"frame": int(frame), "fit_before": round(float(before), 6), "fit_after": round(float(after), 6),
+             "accepted": bool(accepted)}
+    if rigid_accepted is not None:
+        entry["rigid_accepted"] = bool(rigid_accepted)
+    return entry
+
+
+class SurfaceSampler:
+    """Fixed material points on one topology: the same (face, barycentric) pairs for any pose of it,
+    so two poses are compared on the same points. Without faces (or area) the vertices serve."""
+
+    def __init__(self, vertices, faces, samples: int = DEFAULT_SAMPLES, seed: int = 0):
+        v = np.asarray(vertices, dtype=np.float64)
+        f = np.asarray(faces if faces is not None else np.zeros((0, 3)), dtype=np.int64).reshape(-1, 3)
+        self.faces, self.bary = None, None
+        if len(f):
+            area = 0.5 * np.linalg.norm(np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]]), axis=1)
+            total = area.sum()
+            if np.isfinite(total) and total > 0:
+                rng = np.random.default_rng(seed)
+                idx = rng.choice(len(f), size=samples, p=area / total)
+                uv = rng.random((samples, 2))
+                flip = uv.sum(axis=1) > 1.0
+                uv[flip] = 1.0 - uv[flip]
+                self.faces = f[idx]
+                self.bary = np.column_stack([1.0 - uv.sum(axis=1), uv])
+
+    def points(self, vertices) -> np.ndarray:
+        v = np.asarray(vertices, dtype=np.float64)
+        if self.faces is None:
+            return v
+        return np.einsum("nk,nkc->nc", self.bary, v[self.faces])
+
+
 class TargetSamples:
     """Dense samples of one target surface (and their k-d tree), reusable across candidates."""
 
@@ -34,12 +85,13 @@ class TargetSamples:
         self.points = _surface_points(target_vertices, target_faces, self.samples, seed)
         self.tree = cKDTree(self.points)
 
+    def error_points(self, points) -> float:
+        """Two-way mean distance between points on a candidate surface and this target."""
+        return two_way_distance(points, self.points, self.tree)
+
     def error(self, vertices, faces) -> float:
         """Two-way mean distance between the surface (vertices, faces) and this target."""
-        pts = _surface_points(vertices, faces, self.samples, self.seed + 1)
-        forward = self.tree.query(pts)[0].mean()
-        backward = cKDTree(pts).query(self.points)[0].mean()
-        return float(0.5 * (forward + backward))
+        return self.error_points(_surface_points(vertices, faces, self.samples, self.seed + 1))
 
 
 def surface_error(vertices, faces, target_vertices, target_faces, *, samples: int = DEFAULT_SAMPLES,
@@ -52,3 +104,31 @@ def surface_error(vertices, faces, target_vertices, target_faces, *, samples: in
     represented by its vertices.
     """
     return TargetSamples(target_vertices, target_faces, samples=samples, seed=seed).error(vertices, faces)
+
+
+def hold_back_worse(ref_vertices, ref_faces, frames, offsets, start_offsets=None, *, samples: int = 4000,
+                    seed: int = 0, check=None):
+    """Every frame's result kept only if it fits that frame at least as well as its start.
+
+    offsets / start_offsets: [T,V,3] results and the poses they started from (default: the
+    reference left where it is). Returns (offsets with held-back frames replaced by their start,
+    report: one dict per frame as frame_fit_entry makes them,
+    distances as fractions of the reference's bounding-box diagonal). `check()` is called per frame.
+    """
+    ref_v = np.asarray(ref_vertices, dtype=np.float64)
+    diag = float(np.linalg.norm(np.ptp(ref_v, axis=0))) or 1.0
+    sampler = SurfaceSampler(ref_v, ref_faces, samples, seed)
+    out = np.array(offsets, dtype=np.float32, copy=True)
+    report = []
+    for t, (fv, ff) in enumerate(frames):
+        target = TargetSamples(fv, ff, samples=samples, seed=seed + t)
+        start = np.zeros_like(ref_v) if start_offsets is None else np.asarray(start_offsets[t], np.float64)
+        before = target.error_points(sampler.points(ref_v + start)) / diag
+        after = target.error_points(sampler.points(ref_v + out[t])) / diag
+        accepted = after <= before
+        if not accepted:
+            out[t] = start
+        report.append(frame_fit_entry(t, before, min(before, after), accepted))
+        if check is not None:
+            check()
+    return out, report

@@ -207,3 +207,37 @@ def deform_mesh_sequence(vertices, faces, n_frames, seed=0):
         p = p + (amps[2] * s[2] * half * u**2)[:, None] * axis_of[side]  # sway
         out.append(p)
     return np.stack(out)
+
+
+def bend_hinge_squash(vertices, n_frames, seed=0):
+    """A smooth bend, a hinge and a squash of any mesh, relative to its bounding box: [T,V,3].
+
+    Bend: about the shortest axis, growing along the longest. Hinge: the part past a plane
+    across the longest axis turns about an axis in that plane, blended over a tenth of the
+    length so the surface stays smooth. Squash: shorter along the longest axis, wider across
+    it (volume kept). All three start near the rest pose and move smoothly, frame to frame.
+    """
+    v = np.asarray(vertices, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    lo, hi = v.min(axis=0), v.max(axis=0)
+    centre, extent = 0.5 * (lo + hi), np.maximum(hi - lo, 1e-12)
+    main, side, third = np.argsort(extent)[::-1]
+    axis_of = np.eye(3)
+    u = (v[:, main] - centre[main]) / (0.5 * extent[main])
+    cut = rng.uniform(0.1, 0.3)
+    hinge_centre = centre.copy()
+    hinge_centre[main] += cut * 0.5 * extent[main]
+    blend = _smoothstep(cut - 0.1, cut + 0.1, u)
+    phase = rng.uniform(-0.3, 0.3, 3)
+    cycle = max(n_frames, 16) * rng.uniform(0.9, 1.1)
+    amps = np.array([0.35, 0.6, 0.12]) * rng.uniform(0.85, 1.15, 3)
+    out = []
+    for t in range(n_frames):
+        s = np.sin(2 * np.pi * t / cycle + phase) - np.sin(phase)  # exactly the rest pose at t = 0
+        p = _rotate(v, axis_of[third], centre, amps[0] * s[0] * u)  # bend
+        p = _rotate(p, axis_of[side], hinge_centre, amps[1] * s[1] * blend)  # hinge
+        k = 1.0 + amps[2] * s[2]  # squash: k along the main axis, 1/sqrt(k) across
+        scale = np.full(3, 1.0 / np.sqrt(k))
+        scale[main] = k
+        out.append(centre + (p - centre) * scale)
+    return np.stack(out)
