@@ -181,11 +181,25 @@ class FeedForward(nn.Module):
         return x
 
 
+# The same pre-norm block is saved under different parameter names by the two official model
+# families; each layout maps our roles to those names. Roles are listed in registration order,
+# which is the checkpoints' state_dict order.
+BLOCK_LAYOUTS = {
+    # TripoSG (VAE and DiT), diffusers-style names.
+    "triposg": dict(norm_self="norm1", attn_self="attn1", norm_cross="norm2", attn_cross="attn2", norm_ff="norm3",
+                    ff="ff", skip_norm="skip_norm", skip_linear="skip_linear"),
+    # ActionMesh (Stage I denoiser, Stage II autoencoder).
+    "actionmesh": dict(norm_self="norm_s_attn", attn_self="s_attn", norm_cross="norm_x_attn", attn_cross="x_attn",
+                       norm_ff="norm_ff", ff="ff", skip_norm="norm_skip", skip_linear="linear_skip"),
+}
+
+
 class TransformerBlock(nn.Module):
     """Pre-norm block: [long skip] -> self-attention -> cross-attention -> feed-forward.
 
     Each part is optional so the same class gives TripoSG's VAE blocks (self-only or cross-only)
-    and its DiT blocks (both, QK RMS-norm, long skips). Residuals wrap every part.
+    and the DiT blocks of TripoSG and ActionMesh (both, QK RMS-norm, long skips). Residuals wrap
+    every part. `layout` picks the parameter names (BLOCK_LAYOUTS); the computation is the same.
     """
 
     def __init__(
@@ -201,30 +215,36 @@ class TransformerBlock(nn.Module):
         ff_mult: int = 4,
         skip: bool = False,
         interleaved_heads: bool = True,
+        ff_inner_dim: Optional[int] = None,
+        layout: str = "triposg",
     ):
         super().__init__()
+        if layout not in BLOCK_LAYOUTS:
+            raise ValueError(f"unknown block layout {layout!r} (expected one of {sorted(BLOCK_LAYOUTS)})")
+        self._names = BLOCK_LAYOUTS[layout]
         attn_kwargs = dict(heads=num_attention_heads, dim_head=dim // num_attention_heads, qk_norm=qk_norm,
                            bias=qkv_bias, interleaved_heads=interleaved_heads)
         # Registration order = state_dict order, kept as in the official checkpoints.
         if use_self_attention:
-            self.norm1 = FP32LayerNorm(dim, eps=norm_eps)
-            self.attn1 = Attention(dim, **attn_kwargs)
-        else:
-            self.norm1 = self.attn1 = None
+            self._add("norm_self", FP32LayerNorm(dim, eps=norm_eps))
+            self._add("attn_self", Attention(dim, **attn_kwargs))
         if cross_attention_dim is not None:
-            self.norm2 = FP32LayerNorm(dim, eps=norm_eps)
-            self.attn2 = Attention(dim, cross_attention_dim=cross_attention_dim,
-                                   cross_attention_norm=cross_attention_norm, **attn_kwargs)
-        else:
-            self.norm2 = self.attn2 = None
-        self.norm3 = FP32LayerNorm(dim, eps=norm_eps)
-        self.ff = FeedForward(dim, mult=ff_mult)
+            self._add("norm_cross", FP32LayerNorm(dim, eps=norm_eps))
+            self._add("attn_cross", Attention(dim, cross_attention_dim=cross_attention_dim,
+                                              cross_attention_norm=cross_attention_norm, **attn_kwargs))
+        self._add("norm_ff", FP32LayerNorm(dim, eps=norm_eps))
+        self._add("ff", FeedForward(dim, inner_dim=ff_inner_dim, mult=ff_mult))
         if skip:
-            # TripoSG's DiT: linear over cat[skip, x], THEN norm (so the norm is dim-sized).
-            self.skip_norm = FP32LayerNorm(dim, eps=norm_eps)
-            self.skip_linear = nn.Linear(2 * dim, dim)
-        else:
-            self.skip_norm = self.skip_linear = None
+            # Linear over cat[skip, x], THEN norm (so the norm is dim-sized), as both DiTs were trained.
+            self._add("skip_norm", FP32LayerNorm(dim, eps=norm_eps))
+            self._add("skip_linear", nn.Linear(2 * dim, dim))
+
+    def _add(self, role: str, module: nn.Module) -> None:
+        self.add_module(self._names[role], module)
+
+    def part(self, role: str) -> Optional[nn.Module]:
+        """The submodule playing `role` (a BLOCK_LAYOUTS key), or None when the block has no such part."""
+        return self._modules.get(self._names[role])
 
     def forward(
         self,
@@ -232,16 +252,30 @@ class TransformerBlock(nn.Module):
         encoder_hidden_states: Optional[torch.Tensor] = None,
         skip: Optional[torch.Tensor] = None,
         rotary_fn: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+        self_attention_group: Optional[int] = None,
     ) -> torch.Tensor:
+        """self_attention_group: the self-attention runs over the tokens of this many consecutive
+        batch rows at once ([B*G, S, C] -> [B, G*S, C]: ActionMesh's "inflated" attention across the
+        G frames of a clip); rotary_fn then sees that joint token axis. Cross-attention and the
+        feed-forward stay per row. rotary_fn is not applied to the cross-attention (its keys are
+        another token set)."""
         x = hidden_states
-        if self.skip_linear is not None:
+        skip_linear = self.part("skip_linear")
+        if skip_linear is not None:
             if skip is None:
                 raise ValueError("this block has a long skip connection: pass skip=")
-            x = self.skip_norm(self.skip_linear(torch.cat([skip, x], dim=-1)))
-        if self.attn1 is not None:
-            x = x + self.attn1(self.norm1(x), rotary_fn=rotary_fn)
-        if self.attn2 is not None:
+            x = self.part("skip_norm")(skip_linear(torch.cat([skip, x], dim=-1)))
+        attn_self = self.part("attn_self")
+        if attn_self is not None:
+            h = self.part("norm_self")(x)
+            if self_attention_group:
+                rows, tokens, width = h.shape
+                h = h.reshape(rows // self_attention_group, self_attention_group * tokens, width)
+            h = attn_self(h, rotary_fn=rotary_fn)
+            x = x + h.reshape(x.shape)
+        attn_cross = self.part("attn_cross")
+        if attn_cross is not None:
             if encoder_hidden_states is None:
                 raise ValueError("this block has cross-attention: pass encoder_hidden_states=")
-            x = x + self.attn2(self.norm2(x), encoder_hidden_states=encoder_hidden_states, rotary_fn=rotary_fn)
-        return x + self.ff(self.norm3(x))
+            x = x + attn_cross(self.part("norm_cross")(x), encoder_hidden_states=encoder_hidden_states)
+        return x + self.part("ff")(self.part("norm_ff")(x))

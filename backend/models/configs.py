@@ -62,6 +62,34 @@ TINY_VAE_CONFIG = dict(
 
 VAE_CONFIGS = {"triposg": TRIPOSG_VAE_CONFIG, "tiny": TINY_VAE_CONFIG}
 
+# VAST-AI/TripoSG `transformer/`: the class defaults of TripoSGDiTModel (the released config.json
+# carries the same keys). 1,439,556,160 parameters (5.8 GB fp32).
+TRIPOSG_DIT_CONFIG = dict(
+    num_attention_heads=16,
+    width=2048,
+    in_channels=64,
+    num_layers=21,
+    cross_attention_dim=1024,
+    use_cross_attention_2=False,
+    cross_attention_2_dim=None,
+)
+
+# facebook/ActionMesh `denoiser/` (configs/actionmesh.yaml, `temporal_3D_denoiser`): TripoSG's DiT
+# size, every layer's self-attention inflated across the 16 frames of a window. Same parameter count
+# as TRIPOSG_DIT_CONFIG (inflation and RoPE add no parameters).
+ACTIONMESH_DENOISER_CONFIG = dict(
+    num_tokens_nominal=2048,
+    temporal_context_size=16,
+    num_attention_heads=16,
+    width=2048,
+    in_channels=64,
+    num_layers=21,
+    cross_attention_dim=1024,
+    mlp_ratio=4.0,
+    inflated_layers=list(range(21)),
+    clear_autocast=False,
+)
+
 
 # ---------------------------------------------------------------- config capture
 

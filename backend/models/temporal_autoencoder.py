@@ -50,8 +50,7 @@ What we learned from the upstream code (facebookresearch/actionmesh, read, not c
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Callable, List, Optional, Tuple, Union
+from typing import Callable, Optional, Tuple, Union
 
 import torch
 from torch import nn
@@ -61,6 +60,7 @@ from .attention import Attention, FeedForward, FP32LayerNorm
 from .configs import ModelMixin, register_to_config
 from .embeddings import FourierEmbedder
 from .rope import temporal_rotary_fn
+from .windows import Window, window_plan  # noqa: F401  (re-exported: callers import them from here)
 
 PREDICTION_MODES = ("direct", "residual")
 TIME_TOKENS = ("shared", "per_frame")
@@ -119,38 +119,7 @@ class TemporalBlock(nn.Module):
         return x + self.ff(self.norm_ff(x))
 
 
-# ---------------------------------------------------------------- sliding windows
-
-
-@dataclass(frozen=True)
-class Window:
-    frames: List[int]  # the window's frames, in order; frames[0] is the source
-    targets: List[int]  # the frames this window writes (those no earlier window wrote)
-
-    @property
-    def source(self) -> int:
-        return self.frames[0]
-
-
-def window_plan(num_frames: int, size: int = 16, stride: int = 15) -> List[Window]:
-    """Windows of `size` frames, each starting `stride` after the last, the last one clamped to end
-    at the final frame (as upstream's chunk_right). Frame 0 is given; every other frame is the target
-    of exactly one window, whose source frame (its first) is always already known.
-    """
-    if num_frames < 1:
-        raise ValueError("need at least one frame")
-    if not 0 < stride < size:
-        raise ValueError(f"need 0 < stride < size so consecutive windows share a frame (got {stride}, {size})")
-    windows: List[Window] = []
-    end = 0  # exclusive end of what is written so far (frame 0 counts as written)
-    while not windows or end < num_frames:
-        end_new = min(size, num_frames) if not windows else min(end + stride, num_frames)
-        start = max(0, end_new - size)
-        frames = list(range(start, end_new))
-        written = 1 if not windows else end
-        windows.append(Window(frames=frames, targets=[f for f in frames if f >= written]))
-        end = end_new
-    return windows
+# ---------------------------------------------------------------- helpers
 
 
 def window_time(frame_index: torch.Tensor) -> torch.Tensor:

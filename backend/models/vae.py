@@ -214,8 +214,14 @@ class ShapeVAE(ModelMixin):
             raise ValueError(f"expected [B, N, {expected}] points+normals, got {tuple(points_normals.shape)}")
         m = num_latents or self.default_num_latents
         queries = select_query_points(points_normals, m, generator=generator)
+        return self.encode_at(points_normals, queries), queries[..., : self.position_channels]
+
+    def encode_at(self, points_normals: torch.Tensor, queries: torch.Tensor) -> DiagonalGaussianDistribution:
+        """`encode` with the latent tokens' points given: queries [B, M, 6] (points + normals, usually
+        rows of points_normals) instead of drawn by FPS. Deterministic; what `encode` runs after its
+        random choice."""
         h = self.encoder(self._features(queries), self._features(points_normals))
-        return DiagonalGaussianDistribution(self.quant(h)), queries[..., : self.position_channels]
+        return DiagonalGaussianDistribution(self.quant(h))
 
     def decode_latents(self, z: torch.Tensor) -> torch.Tensor:
         """Latents [B, M, C] -> decoder memory [B, M, width_decoder]; run once per shape."""
