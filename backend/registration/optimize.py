@@ -260,8 +260,10 @@ def register_optimize(
                 rot = solver.rotations(x, np.broadcast_to(np.eye(3), (len(rest), 3, 3)).copy(), normals)
         # Frame 0 starts from the rest pose, usually the largest jump of the sequence.
         iters = [n * (first_frame_factor if t == 0 else 1) for n in iterations]
-        fit = lambda pose: two_way_distance(sampler.points(pose), target.points, target.tree,  # noqa: E731
-                                            target.points[target.back])
+        # The reverse direction on as many target samples as the candidate has (target.back is a
+        # random subset, so its head is one too): enough to compare two poses, at a third the cost.
+        back = target.points[target.back[:fit_samples]]
+        fit = lambda pose: two_way_distance(sampler.points(pose), target.points, target.tree, back)  # noqa: E731
         start_x, start_rot, start_fit = x, rot, fit(x)
         x, rot, rigid_ok = _register_frame(x, rot, normals, solver, target, iters, max_dist,
                                            rigid_iterations * (first_frame_factor if t == 0 else 1), min_normal_cos,
