@@ -204,8 +204,19 @@ def run_triposg_vae(case: Case) -> dict:
 
 
 def run_image_preprocess(case: Case) -> dict:
-    pytest.importorskip("transformers", reason="image_preprocess needs transformers (issue 10, not yet added)")
-    pytest.fail("image_preprocess: our image preprocessing and DINOv2 encoder are not written yet (issue 10)")
+    from backend.models.image_encoder import ImageEncoder
+    from backend.preprocessing import prepare_frames
+
+    settings = case.meta["image_preprocessor"]
+    # prepare_frames implements the release's defaults: one box for the clip, white background.
+    assert settings["independent_cropping"] is False and settings["bg_color"] == [1.0, 1.0, 1.0], settings
+    bbox, frames = prepare_frames(case.inputs["frames_rgba"], padding_ratio=settings["padding_ratio"])
+    encoder = ImageEncoder(case.weights / "dinov2")
+    # Each stage starts from the official output of the one before ("given ..." in case.json), so a
+    # pixel one level off cannot pass for an encoder difference or hide one.
+    pixel_values = encoder.preprocess(case.expected["processed_frames"])
+    context = encoder.encode_pixels(torch.from_numpy(case.expected["pixel_values"]))
+    return {"aggregated_bbox": bbox, "processed_frames": frames, "pixel_values": pixel_values, "context": context}
 
 
 def _args(pattern: str, text: str) -> tuple:
