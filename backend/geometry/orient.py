@@ -61,6 +61,8 @@ def _flip_parity(n_f: int, a: np.ndarray, b: np.ndarray, same: np.ndarray):
 
     graph = coo_matrix((np.ones(len(a), np.int8), (a, b)), shape=(n_f, n_f)).tocsr()
     n_comp, labels = connected_components(graph, directed=False)
+    if not same.any():  # already consistent (the usual case, inward-wound files included): no walk
+        return np.zeros(n_f, dtype=bool), labels, n_comp
     # One breadth-first pass over all patches: a virtual root joined to one face of each.
     roots = np.unique(labels, return_index=True)[1]
     ra = np.concatenate([a, np.full(len(roots), n_f)])
