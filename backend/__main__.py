@@ -48,6 +48,12 @@ def _parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="benchmarks that print figures against a baseline")
     bench.add_argument("name", choices=BENCHES, help="then the benchmark's own options (--help)")
+
+    # These own their options (dispatched in main before this parser runs); listed here for --help.
+    sub.add_parser("models", help="the released models: list | verify | path | download | tiny-random (--help)")
+    sub.add_parser("weights", help="weights manifest NAME: our parameter names and shapes for an official config")
+    sub.add_parser("plan", help="parameters, FLOPs and memory per stage of the full-size pipeline, without "
+                                "weights: [--frames N] [--fast] [--low-vram] [--memory GiB] (--help)")
     return p
 
 
@@ -76,11 +82,24 @@ def _run_job(fn, as_json: bool, **kwargs) -> int:
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    # eval and bench own their options (argparse's REMAINDER cannot forward a leading --flag).
+    # eval, bench, models, weights and plan own their options (argparse's REMAINDER cannot forward a
+    # leading --flag).
     if argv[:1] == ["eval"]:
         from .eval.cli import main as eval_main
 
         return eval_main(argv[1:])
+    if argv[:1] == ["models"]:
+        from .hub.cli import models_main
+
+        return models_main(argv[1:])
+    if argv[:1] == ["weights"]:
+        from .hub.cli import weights_main
+
+        return weights_main(argv[1:])
+    if argv[:1] == ["plan"]:
+        from .bench.plan import main as plan_main
+
+        return plan_main(argv[1:])
     if argv[:1] == ["bench"] and len(argv) > 1 and argv[1] in BENCHES:
         if argv[1] == "extract":
             from .bench.extract import main as bench_main

@@ -1,0 +1,163 @@
+"""The released models the ActionMesh pipeline reads, pinned to one revision each.
+
+Each entry names a Hugging Face model repository, the commit we pin it to, the files we take from
+it (safetensors weights and JSON configs only: never pickles, never remote code), its licence and
+its approximate download size. The add-on shows these before anything is downloaded.
+
+Revisions: a full 40-hex commit, so a download always gets the files our code was checked
+against even after the repository's `main` moves. They were not read off the hub here (this
+machine cannot reach it); each one was found in public code that pins and downloads these
+repositories, and two of them agree with the short commit the hub's own file pages show
+(TripoSG `2c1c516` "Initial release" on `image_encoder_dinov2/`, dinov2-large `47b73ee`
+"Update license" on `main`). If a pin turns out to be wrong, `models download` fails with
+"revision not found" and nothing else changes: correct it here.
+
+Sizes: bytes of the files we take, rounded. ActionMesh and the TripoSG VAE are our parameter
+counts (the official manifests) x 4 bytes (float32); the other weights files are the sizes the
+hub's file pages list. A public listing of full snapshots at these revisions agrees (ActionMesh
+6,615,176,099 bytes; TripoSG 7,946,494,238 bytes, both including small README/.gitattributes).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, Tuple
+
+from ..errors import BadInput
+
+GB = 1_000_000_000
+
+
+@dataclass(frozen=True)
+class Licence:
+    name: str
+    url: str
+    commercial_use: bool  # False: the user must accept it explicitly (--accept-licence) before a download
+
+    def describe(self) -> str:
+        return self.name if self.commercial_use else f"{self.name} (non-commercial)"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str  # short name used on the command line
+    repo_id: str  # Hugging Face model repository
+    revision: str  # a full commit sha (see the module docstring)
+    files: Tuple[str, ...]  # paths inside the repository, "/"-separated
+    licence: Licence
+    size_bytes: int  # approximate total of `files`
+    purpose: str
+    required: bool = True  # False: only some inputs need it (see `purpose`)
+
+    @property
+    def org(self) -> str:
+        return self.repo_id.split("/")[0]
+
+    @property
+    def repo_name(self) -> str:
+        return self.repo_id.split("/")[1]
+
+    @property
+    def weights_files(self) -> Tuple[str, ...]:
+        return tuple(f for f in self.files if f.endswith(".safetensors"))
+
+    def size_text(self) -> str:
+        return format_size(self.size_bytes)
+
+    def fetch_command(self, models_dir=None) -> str:
+        """The shell command that downloads this model (to `models_dir`, or to the hub cache)."""
+        parts = ["python -m backend models download", self.name]
+        if not self.licence.commercial_use:
+            parts.append("--accept-licence")
+        if models_dir is not None:
+            parts.append(f"--models {models_dir}")
+        return " ".join(parts)
+
+
+def format_size(n: int) -> str:
+    for unit, scale in (("GB", GB), ("MB", 1_000_000), ("kB", 1_000)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}" if n < 100 * scale else f"{n / scale:.0f} {unit}"
+    return f"{n} B"
+
+
+ACTIONMESH = ModelSpec(
+    name="actionmesh",
+    repo_id="facebook/ActionMesh",
+    revision="fb69228ba8a4df684907b5d259cff3c22fb722f1",
+    files=(
+        "denoiser/config.json",
+        "denoiser/model.safetensors",
+        "autoencoder/config.json",
+        "autoencoder/model.safetensors",
+    ),
+    licence=Licence("FAIR Noncommercial Research License", "https://huggingface.co/facebook/ActionMesh",
+                    commercial_use=False),
+    # denoiser 1,439,556,160 + autoencoder 214,213,635 parameters, float32.
+    size_bytes=6_615_000_000,
+    purpose="Stage I temporal denoiser and Stage II temporal autoencoder",
+)
+
+TRIPOSG = ModelSpec(
+    name="triposg",
+    repo_id="VAST-AI/TripoSG",
+    revision="2c1c516d22d58db486a058d98d31bb6177344e06",
+    files=(
+        "model_index.json",
+        "transformer/config.json",
+        "transformer/diffusion_pytorch_model.safetensors",
+        "vae/config.json",
+        "vae/diffusion_pytorch_model.safetensors",
+        "scheduler/scheduler_config.json",
+        "image_encoder_dinov2/config.json",
+        "image_encoder_dinov2/model.safetensors",
+        "feature_extractor_dinov2/preprocessor_config.json",
+    ),
+    licence=Licence("MIT", "https://huggingface.co/VAST-AI/TripoSG", commercial_use=True),
+    # transformer 5.76 GB + vae 242.7M parameters x 4 (0.97 GB) + image encoder 1.22 GB.
+    size_bytes=7_950_000_000,
+    purpose="Stage 0: the anchor frame's shape (flow transformer, shape VAE, DINOv2 image encoder)",
+)
+
+DINOV2 = ModelSpec(
+    name="dinov2",
+    repo_id="facebook/dinov2-large",
+    revision="47b73eefe95e8d44ec3623f8890bd894b6ea2d6c",
+    files=("config.json", "model.safetensors", "preprocessor_config.json"),
+    licence=Licence("Apache-2.0", "https://huggingface.co/facebook/dinov2-large", commercial_use=True),
+    size_bytes=1_220_000_000,
+    purpose="per-frame image features for Stage I",
+)
+
+RMBG = ModelSpec(
+    name="rmbg",
+    repo_id="briaai/RMBG-1.4",
+    revision="2ceba5a5efaec153162aedea169f76caf9b46cf8",
+    files=("config.json", "model.safetensors"),
+    licence=Licence("Bria RMBG-1.4 License", "https://huggingface.co/briaai/RMBG-1.4",
+                    commercial_use=False),
+    size_bytes=176_000_000,
+    purpose="background removal, only for frames without a usable alpha channel",
+    required=False,
+)
+
+MODELS: Dict[str, ModelSpec] = {m.name: m for m in (ACTIONMESH, TRIPOSG, DINOV2, RMBG)}
+
+
+def get_model(name: str) -> ModelSpec:
+    """A model by short name ("actionmesh") or repository id ("facebook/ActionMesh"), any case."""
+    key = name.strip().lower()
+    for spec in MODELS.values():
+        if key in (spec.name, spec.repo_id.lower()):
+            return spec
+    raise BadInput(f"unknown model {name!r}: expected one of {', '.join(MODELS)}")
+
+
+def resolve_names(names) -> Tuple[ModelSpec, ...]:
+    """Command-line names -> specs; "all" is every model, none given is every required one."""
+    names = list(names or [])
+    if not names:
+        return tuple(m for m in MODELS.values() if m.required)
+    if any(n.lower() == "all" for n in names):
+        return tuple(MODELS.values())
+    return tuple(dict.fromkeys(get_model(n) for n in names))
