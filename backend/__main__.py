@@ -26,6 +26,11 @@ def _parser() -> argparse.ArgumentParser:
                           "forward pass; optimize: ARAP/ICP registration, no weights")
     reg.add_argument("--weights", default=None,
                      help="folder with the learned weights, vae/ and stage2/ inside (default: backend/weights/tiny)")
+    reg.add_argument("--profile", default="tiny", choices=["tiny", "actionmesh"],
+                     help="tiny (default): our small shipped Stage II; actionmesh: the official Stage II (TripoSG's "
+                          "VAE encoder + ActionMesh's autoencoder) from the model store (python -m backend models)")
+    reg.add_argument("--models", default=None,
+                     help="models folder laid out like the hub repositories (default: the Hugging Face hub cache)")
     reg.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     reg.add_argument("--fps", type=float, default=24.0)
     reg.add_argument("--json", action="store_true", help="print the result as one JSON line")
@@ -120,7 +125,8 @@ def main(argv=None) -> int:
         from .pipelines import run_register
 
         return _run_job(run_register, args.json, reference=args.reference, sequence=args.sequence, out=args.out,
-                        method=args.method, device=args.device, fps=args.fps, weights_dir=args.weights)
+                        method=args.method, device=args.device, fps=args.fps, weights_dir=args.weights,
+                        profile=args.profile, models_dir=args.models)
     if args.command == "reconstruct":
         from .pipelines import run_reconstruct
 

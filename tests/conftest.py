@@ -6,6 +6,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from backend_cli import run_backend  # noqa: E402
 from blender_harness import BPY_VERSIONS, SHARED  # noqa: E402
 
 
@@ -45,3 +46,16 @@ def learned_weights(tmp_path_factory):
     TemporalAutoencoder(**AUTOENCODER_CONFIGS["tiny"]).save_pretrained(root / "stage2")
     (root / "stage2" / "training.json").write_text(json.dumps({"num_latents": 32, "surface_points": 512}))
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory):
+    """(models folder, hub cache, summary) of `models tiny-random`: the small random set in the
+    released layouts, also laid out as a hub cache; read-only for the tests."""
+    import json
+
+    root = tmp_path_factory.mktemp("tiny_models")
+    models, cache = root / "models", root / "hub"
+    proc = run_backend("models", "tiny-random", models, "--hub-cache", cache, env={"HF_HUB_CACHE": str(root / "unused")})
+    assert proc.returncode == 0, proc.stderr
+    return models, cache, json.loads(proc.stdout)

@@ -99,7 +99,7 @@ def test_a_result_that_fits_worse_than_its_start_is_held_back(creature, monkeypa
 
     s = creature
     ref, faces = s["ref_vertices"], s["ref_faces"]
-    real_frame, real_rigid = opt._register_frame, opt._rigid_step
+    real_frame = opt._register_frame
     calls = []
 
     def wild_frame(x, rot, *args):

@@ -22,7 +22,7 @@ from urllib.parse import unquote, urlparse
 
 import pytest
 
-from blender_harness import REPO
+from backend_cli import run_backend
 
 pytest.importorskip("torch")
 pytest.importorskip("safetensors")
@@ -37,21 +37,13 @@ UNREACHABLE = "http://127.0.0.1:9"  # the discard port: connection refused at on
 SECRET = "hf_TESTSECRETtoken0123456789"
 
 
-def run(*args, env=None):
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}
-    full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", "backend", *map(str, args)], cwd=REPO, env=full_env,
-                          capture_output=True, text=True, timeout=300)
+run = run_backend
 
 
 @pytest.fixture(scope="module")
-def tiny_set(tmp_path_factory):
+def tiny_set(tiny_models):
     """(models folder, hub cache) holding the tiny random set; read-only for the tests."""
-    root = tmp_path_factory.mktemp("tiny_models")
-    models, cache = root / "models", root / "hub"
-    proc = run("models", "tiny-random", models, "--hub-cache", cache, env={"HF_HUB_CACHE": str(root / "unused")})
-    assert proc.returncode == 0, proc.stderr
-    summary = json.loads(proc.stdout)
+    models, cache, summary = tiny_models
     assert summary["models"] == [ACTIONMESH.repo_id, TRIPOSG.repo_id, DINOV2.repo_id]
     return models, cache
 

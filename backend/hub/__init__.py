@@ -7,7 +7,7 @@ import them when called, so `models list` stays fast and works before the heavy 
 """
 
 from .registry import MODELS, ModelSpec, get_model
-from .store import MISSING, PARTIAL, READY, HubCache, ModelsFolder, open_store
+from .store import MISSING, PARTIAL, READY, HubCache, MissingModel, ModelsFolder, open_store, require
 
-__all__ = ["HubCache", "MISSING", "MODELS", "ModelSpec", "ModelsFolder", "PARTIAL", "READY", "get_model",
-           "open_store"]
+__all__ = ["HubCache", "MISSING", "MODELS", "MissingModel", "ModelSpec", "ModelsFolder", "PARTIAL", "READY",
+           "get_model", "open_store", "require"]

@@ -19,11 +19,11 @@ import argparse
 import json
 import os
 import sys
-from typing import List, Optional
+from typing import List
 
 from ..errors import BackendError
 from .registry import MODELS, get_model, resolve_names
-from .store import READY, ModelStatus, open_store
+from .store import READY, ModelStatus, not_ready_message, open_store
 
 
 def _models_parser() -> argparse.ArgumentParser:
@@ -79,12 +79,6 @@ def _print_table(rows: List[List[str]]) -> None:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1])
 
 
-def _not_ready_message(status: ModelStatus, models_dir: Optional[str]) -> str:
-    spec = status.spec
-    return (f"{spec.repo_id} is {status.state} (licence: {spec.licence.name}; about {spec.size_text()}): "
-            f"{status.problem()}. Fetch it with: {spec.fetch_command(models_dir)}")
-
-
 def cmd_list(args) -> int:
     store = open_store(args.models)
     statuses = [store.status(spec) for spec in MODELS.values()]
@@ -114,9 +108,9 @@ def cmd_verify(args) -> int:
             print(f"{s.spec.name}: {s.state} ({s.folder})")
     for s in statuses:
         if s.state != READY and s not in failing:
-            print(f"note: optional {_not_ready_message(s, args.models)}", file=sys.stderr)
+            print(f"note: optional {not_ready_message(s, args.models)}", file=sys.stderr)
     for s in failing:
-        print(f"error (missing_model): {_not_ready_message(s, args.models)}", file=sys.stderr)
+        print(f"error (missing_model): {not_ready_message(s, args.models)}", file=sys.stderr)
     return 2 if failing else 0
 
 
@@ -125,7 +119,7 @@ def cmd_path(args) -> int:
     store = open_store(args.models)
     status = store.status(spec)
     if status.state != READY:
-        print(f"error (missing_model): {_not_ready_message(status, args.models)}", file=sys.stderr)
+        print(f"error (missing_model): {not_ready_message(status, args.models)}", file=sys.stderr)
         return 2
     print(status.folder)
     return 0

@@ -25,8 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional
 
+from ..errors import BackendError
 from .integrity import check_file
-from .registry import ModelSpec
+from .registry import ModelSpec, get_model
 
 READY, PARTIAL, MISSING = "ready", "partial", "missing"
 TRUE_VALUES = {"1", "ON", "YES", "TRUE"}  # how huggingface_hub reads its boolean variables
@@ -198,3 +199,24 @@ def open_store(models_dir: Optional[str] = None) -> ModelStore:
     if models_dir:
         return ModelsFolder(Path(models_dir).expanduser())
     return HubCache(hub_cache_dir())
+
+
+class MissingModel(BackendError):
+    """A model the job needs is not in the store whole; the message says how to fetch it."""
+
+    code = "missing_model"
+
+
+def not_ready_message(status: ModelStatus, models_dir: Optional[str]) -> str:
+    """What is wrong with a model that is not ready, its licence and size, and the fetch command."""
+    spec = status.spec
+    return (f"{spec.repo_id} is {status.state} (licence: {spec.licence.name}; about {spec.size_text()}): "
+            f"{status.problem()}. Fetch it with: {spec.fetch_command(models_dir)}")
+
+
+def require(name: str, models_dir: Optional[str] = None) -> Path:
+    """The folder of model `name` when it is whole; MissingModel (with not_ready_message) otherwise."""
+    status = open_store(models_dir).status(get_model(name))
+    if status.state != READY:
+        raise MissingModel(not_ready_message(status, models_dir))
+    return status.folder

@@ -16,6 +16,10 @@ from ..jobs import JobContext
 from ..meshio import MAX_REFERENCE_VERTICES, list_sequence, load_mesh, write_animation_npz
 
 METHODS = ("optimize", "learned", "auto")
+PROFILES = ("tiny", "actionmesh")
+# The release encodes a mesh for Stage II from this many surface samples (pipeline_with_3d); the
+# official models have no training card to say so.
+OFFICIAL_SURFACE_POINTS = 16_384
 WEIGHTS_ROOT = Path(__file__).resolve().parents[1] / "weights"
 # A first frame further than this (mean distance / bounding-box diagonal) from the reference
 # almost always means a different coordinate frame (Y-up vs Z-up, units), not motion.
@@ -24,7 +28,7 @@ MISALIGNED_FRACTION = 0.2
 
 def run_register(ctx: JobContext, *, reference: str, sequence: str, out: str, method: str = "auto",
                  device: str = "auto", fps: float = 24.0, profile: str = "tiny",
-                 weights_dir: Optional[str] = None) -> dict:
+                 weights_dir: Optional[str] = None, models_dir: Optional[str] = None) -> dict:
     """Register `reference` onto every mesh of `sequence`; write animation.npz + animated.glb to `out`.
 
     method: "optimize" (ARAP/ICP, no weights), "learned" (the Stage II model: shape VAE +
@@ -33,6 +37,9 @@ def run_register(ctx: JobContext, *, reference: str, sequence: str, out: str, me
     `weights_dir`/vae and `weights_dir`/stage2 (default backend/weights/<profile>/...). Without
     them "learned" is Unsupported, while "auto" (the default) runs "optimize" and says so in a
     warning: the default must work on any install, with or without the learned weights.
+    profile "actionmesh": the official Stage II instead (TripoSG's VAE encoder and ActionMesh's
+    autoencoder, from the model store: the hub cache or `models_dir`); a missing or partial model
+    is refused with its licence, size and the command that fetches it, whatever the method.
     """
     started = time.monotonic()
     if method not in METHODS:
@@ -43,12 +50,20 @@ def run_register(ctx: JobContext, *, reference: str, sequence: str, out: str, me
         _require_cuda()
     if not (np.isfinite(fps) and fps > 0):
         raise BadInput(f"fps must be a positive number, got {fps}")
+    if profile not in PROFILES:
+        raise BadInput(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
     learned_dirs, fallback = None, None
-    missing = _missing(weights_folders(profile, weights_dir)) if method == "auto" else []
+    missing = []
+    if profile == "actionmesh":
+        if method == "optimize":
+            raise BadInput("profile 'actionmesh' is the official Stage II model: use method 'learned' or 'auto'")
+        learned_dirs = official_stage2_folders(models_dir)
+    elif method == "auto":
+        missing = _missing(weights_folders(profile, weights_dir))
     if missing:
         fallback = f"the learned Stage II weights are not installed ({', '.join(missing)} missing): ran 'optimize' alone"
         method = "optimize"
-    elif method != "optimize":
+    elif method != "optimize" and learned_dirs is None:
         learned_dirs = learned_weights(method, profile, weights_dir)
 
     files = list_sequence(sequence)
@@ -78,7 +93,8 @@ def run_register(ctx: JobContext, *, reference: str, sequence: str, out: str, me
                                     should_cancel=ctx.should_cancel, fit_report=fits)
         extra["frame_fit"] = fits
     else:
-        offsets, extra = _register_learned(ctx, method, learned_dirs, device, ref, frames, report)
+        offsets, extra = _register_learned(ctx, method, learned_dirs, device, ref, frames, report,
+                                           OFFICIAL_SURFACE_POINTS if profile == "actionmesh" else None)
         extra["profile"] = profile
         warnings += extra.pop("warnings", [])
     warnings += fit_warnings(extra["frame_fit"])
@@ -113,6 +129,14 @@ def weights_folders(profile: str, weights_dir: Optional[str]) -> dict:
     return {"vae": root / "vae", "stage2": root / "stage2"}
 
 
+def official_stage2_folders(models_dir: Optional[str]) -> dict:
+    """{"vae": TripoSG's vae/, "stage2": ActionMesh's autoencoder/} from the model store, or
+    MissingModel naming what to fetch."""
+    from ..hub import require
+
+    return {"vae": require("triposg", models_dir) / "vae", "stage2": require("actionmesh", models_dir) / "autoencoder"}
+
+
 def _missing(dirs: dict) -> list:
     return [str(d) for d in dirs.values() if not (d / "config.json").is_file()]
 
@@ -129,10 +153,10 @@ def learned_weights(method: str, profile: str, weights_dir: Optional[str]) -> di
     return dirs
 
 
-def load_learned(dirs: dict, device: str) -> dict:
+def load_learned(dirs: dict, device: str, default_surface_points: Optional[int] = None) -> dict:
     """The shape VAE + Stage II model from `dirs` ({"vae", "stage2"}) and the encoding settings
-    the Stage II model was trained with (its training.json): keyword arguments for
-    register_learned / register_auto, plus "warnings"."""
+    the Stage II model was trained with (its training.json; else `default_surface_points`):
+    keyword arguments for register_learned / register_auto, plus "warnings"."""
     from ..models.configs import file_sha256
     from ..models.temporal_autoencoder import TemporalAutoencoder
     from ..models.vae import ShapeVAE
@@ -160,16 +184,18 @@ def load_learned(dirs: dict, device: str) -> dict:
                             "expect poor tracking")
     return {"vae": vae, "autoencoder": model, "device": device,
             "num_latents": int(card.get("num_latents") or vae.config["num_latents"]),
-            "surface_points": int(card.get("surface_points") or DEFAULT_SURFACE_POINTS), "warnings": warnings}
+            "surface_points": int(card.get("surface_points") or default_surface_points or DEFAULT_SURFACE_POINTS),
+            "warnings": warnings}
 
 
-def _register_learned(ctx: JobContext, method: str, dirs: dict, device: str, ref, frames, report):
+def _register_learned(ctx: JobContext, method: str, dirs: dict, device: str, ref, frames, report,
+                      default_surface_points: Optional[int] = None):
     from ..registration.learned import register_auto, register_learned
     from .reconstruct import resolve_device
 
     dev = resolve_device(device)
     ctx.check_cancel()
-    models = load_learned(dirs, dev)
+    models = load_learned(dirs, dev, default_surface_points)
     warnings = models.pop("warnings")
     common = dict(models, progress=report, should_cancel=ctx.should_cancel)
     extra = {"device": dev, "weights": str(dirs["stage2"].parent), "num_latents": models["num_latents"],
