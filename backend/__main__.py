@@ -44,6 +44,34 @@ def _parser() -> argparse.ArgumentParser:
     rec.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     rec.add_argument("--json", action="store_true", help="print the result as one JSON line")
 
+    gen = sub.add_parser("generate", help="video (or frames) -> animated mesh: ActionMesh's pipeline (Stage 0, I, II)")
+    gen.add_argument("--input", required=True, help="a video file, or a folder of PNG/JPG frames (natural order)")
+    gen.add_argument("--out", required=True, help="output folder (new or empty): animation.npz, animated.glb, "
+                                                  "anchor.glb, report.json")
+    gen.add_argument("--mesh", default=None, help="animate this mesh instead of generating one from frame 0; "
+                                                  "the result keeps its vertices, order and coordinates")
+    gen.add_argument("--known", action="append", default=[], metavar="FRAME=MESH",
+                     help="a keyframe's shape (frame counted in the selected frames, 1..T-1); repeatable")
+    gen.add_argument("--loop", action="store_true", help="make the last frame's shape the first's")
+    gen.add_argument("--masks", default=None, help="folder with one mask image per frame (white = subject)")
+    gen.add_argument("--start", type=int, default=0, help="first frame to use (default 0)")
+    gen.add_argument("--frames", type=int, default=None, help="how many frames (default: to the end)")
+    gen.add_argument("--stride", type=int, default=1, help="use every N-th frame (default 1)")
+    gen.add_argument("--fps", type=float, default=None, help="frame rate (default: the video's; 24 for a folder)")
+    gen.add_argument("--seed", type=int, default=44)
+    gen.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"])
+    gen.add_argument("--fast", action="store_true", help="the release's fast preset (50 / 15 steps)")
+    gen.add_argument("--low-vram", action="store_true",
+                     help="split the guidance batch and decode in smaller chunks (slower, less GPU memory)")
+    gen.add_argument("--models", default=None,
+                     help="models folder laid out like the hub repositories (default: the Hugging Face hub cache)")
+    gen.add_argument("--stage1-meshes", action="store_true",
+                     help="also write each frame's Stage I shape (stage1/frame_XXXX.glb, stage1/latents.npy)")
+    gen.add_argument("--stage0-steps", type=int, default=None, help="override TripoSG's steps (100; --fast 50)")
+    gen.add_argument("--stage1-steps", type=int, default=None, help="override Stage I's steps (30; --fast 15)")
+    gen.add_argument("--resolution", type=int, default=512, help="surface extraction grid (default 512, the release's)")
+    gen.add_argument("--json", action="store_true", help="print the result as one JSON line")
+
     ex = sub.add_parser("example", help="write a synthetic example: a reference mesh and a sequence to register")
     ex.add_argument("--out", required=True)
     ex.add_argument("--frames", type=int, default=16)
@@ -127,6 +155,14 @@ def main(argv=None) -> int:
         return _run_job(run_register, args.json, reference=args.reference, sequence=args.sequence, out=args.out,
                         method=args.method, device=args.device, fps=args.fps, weights_dir=args.weights,
                         profile=args.profile, models_dir=args.models)
+    if args.command == "generate":
+        from .pipelines import run_generate
+
+        return _run_job(run_generate, args.json, input=args.input, out=args.out, mesh=args.mesh, known=args.known,
+                        loop=args.loop, masks=args.masks, start=args.start, frames=args.frames, stride=args.stride,
+                        fps=args.fps, seed=args.seed, device=args.device, fast=args.fast, low_vram=args.low_vram,
+                        models_dir=args.models, stage1_meshes=args.stage1_meshes, stage0_steps=args.stage0_steps,
+                        stage1_steps=args.stage1_steps, resolution=args.resolution)
     if args.command == "reconstruct":
         from .pipelines import run_reconstruct
 

@@ -4,7 +4,8 @@ Each pipeline is a plain function taking its arguments and a JobContext; COMMAND
 protocol's command names to them so the CLI and the service run exactly the same code.
 """
 
+from .generate import run_generate
 from .reconstruct import run_reconstruct
 from .register import run_register
 
-COMMANDS = {"register": run_register, "reconstruct": run_reconstruct}
+COMMANDS = {"register": run_register, "reconstruct": run_reconstruct, "generate": run_generate}

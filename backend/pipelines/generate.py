@@ -1,0 +1,797 @@
+"""Video -> animated mesh: ActionMesh's generation pipeline, as one job.
+
+    frames (video, folder or array; backend.io)
+      -> alpha: the frames' own where usable, else the user's masks (--masks) or RMBG-1.4
+      -> one crop box for the clip, padded square, on white (backend.preprocessing.prepare_frames)
+    Stage 0, the anchor (frame 0):
+      no --mesh: TripoSG. DINOv2 tokens of TripoSG's own encoder, rectified-flow sampling (100
+        steps, guidance 7.5, as ActionMesh's stage-0 setting; --fast 50), the VAE's field
+        extracted coarse-to-fine, then the release's clean-up: merge vertices, quadric decimation
+        to 40k faces (fast_simplification), components under 2 % of the largest dropped.
+      --mesh FILE: the given mesh, welded (UV seams split vertices that are one point of the
+        surface), normalised to [-1, 1] (bounding-box centre, longest side 2: the release's
+        normalize_mesh), 16,384 surface samples with normals encoded by the VAE.
+    Stage I: DINOv2-large tokens per frame; the temporal denoiser fills in every frame's shape
+      latent over windows of 16 frames sliding by 15 (30 steps, guidance 7.5; --fast 15), known
+      frames given clean: frame 0, --known FRAME=MESH keyframes (encoded like --mesh), and with
+      --loop the last frame (= frame 0's latent). Window i's noise is seeded seed + i, as upstream.
+    Stage II: the temporal autoencoder moves the anchor's vertices (xyz + normals) through the
+      same windows (TemporalAutoencoder.predict_sequence), back to the input's coordinates.
+    Output (written to a hidden sibling folder, renamed into place at the very end, so a failure
+    or a cancel leaves no partial result): animation.npz and animated.glb (as `register`
+    writes them), anchor.glb, report.json; --stage1-meshes adds stage1/ (each frame's Stage I
+    latent decoded and extracted, and latents.npy).
+
+With --mesh the result is on the given mesh's own vertices, in its order and coordinates (the
+welded copy only feeds the models), so UVs and materials of the original carry over.
+
+Memory: each model is loaded when its stage starts and released when it ends, so only one large
+model is on the device at a time. --low-vram also runs the guidance batch as two passes and
+decodes in smaller chunks. On CUDA the models run under bf16 autocast (fp16 where bf16 is not
+supported; fp16 on MPS); on the CPU in float32. The same seed gives the same result on the same
+device.
+
+What we learned from the upstream code (facebookresearch/actionmesh, read, not copied):
+actionmesh/pipeline.py (stage order, lazy loading, per-window seeds, windows from chunk_from(0,
+T, 16, 15), the latent bank: frames already made are kept), pipeline_with_3d.py (merge, normalise,
+16,384 samples, posterior sample; de-normalise and un-merge the result),
+preprocessing/mesh_processor.py (merge -> decimate to 40k -> floaters under 2 %),
+configs/actionmesh*.yaml (100/30 steps, 50/15 fast; guidance 7.5; lowram: split CFG batch,
+clear the autocast cache).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Iterable, List, Mapping, Optional
+
+import numpy as np
+
+from ..errors import BadInput, Unsupported
+from ..jobs import JobContext
+
+# ------------------------------------------------------------------ the release's settings
+
+STAGE0_STEPS, FAST_STAGE0_STEPS = 100, 50
+STAGE0_GUIDANCE = 7.5
+STAGE1_STEPS, FAST_STAGE1_STEPS = 30, 15
+STAGE1_GUIDANCE = 7.5
+WINDOW, SLIDE = 16, 15
+FACE_BUDGET = 40_000
+FLOATER_FRACTION = 0.02
+SURFACE_POINTS = 16_384
+# TripoSG's hierarchical extraction goes to octree depth 9, i.e. 512 cells per axis, in +-1.005.
+EXTRACT_RESOLUTION = 512
+EXTRACT_BOUNDS = 1.005
+
+# Ours: memory bounds.
+QUERY_CHUNK, LOW_VRAM_QUERY_CHUNK = 65_536, 16_384  # points per VAE field query
+STAGE2_QUERY_CHUNK, LOW_VRAM_STAGE2_QUERY_CHUNK = 16_384, 4_096  # vertices per read-out call
+# Tokens per Stage II self-attention pass (target frames x window frames x (tokens + 1)).
+STAGE2_TOKEN_BUDGET = 32_768
+# Vertices closer than this (in the normalised [-1, 1] box) are one point of the surface: UV
+# seams and hard edges duplicate vertices exactly, float32 files round them within ~1e-7.
+WELD_TOLERANCE = 1e-6
+
+DEVICES = ("auto", "cuda", "mps", "cpu")
+OUTPUT_NAMES = ("animation.npz", "animated.glb", "anchor.glb", "report.json", "stage1")
+REPORT_KIND = "actionmesh-generate"
+
+
+# ------------------------------------------------------------------ device, precision, memory
+
+
+def pick_device(device: str) -> str:
+    """auto -> cuda, else mps, else cpu; an explicit device must exist (BadInput otherwise)."""
+    import torch
+
+    if device not in DEVICES:
+        raise BadInput(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
+    has_cuda = torch.cuda.is_available()
+    has_mps = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+    if device == "auto":
+        return "cuda" if has_cuda else "mps" if has_mps else "cpu"
+    if device == "cuda" and not has_cuda:
+        raise BadInput("device 'cuda' was requested but torch sees no CUDA GPU; use 'auto' or 'cpu'")
+    if device == "mps" and not has_mps:
+        raise BadInput("device 'mps' was requested but torch sees no Apple GPU (MPS); use 'auto' or 'cpu'")
+    return device
+
+
+def autocast_dtype(dev: str):
+    """The reduced precision the release runs the networks in, where the device has it."""
+    import torch
+
+    if dev == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if dev == "mps":
+        return torch.float16
+    return None  # CPU: float32 (CPU autocast is slow and gains nothing here)
+
+
+def amp(dev: str, dtype):
+    import torch
+
+    return torch.autocast(device_type=dev, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+
+
+def release_memory(dev: str) -> None:
+    """Frees what the last stage left (models are dropped by their owner before this)."""
+    import torch
+
+    gc.collect()
+    if dev == "cuda":
+        torch.cuda.empty_cache()
+    elif dev == "mps" and hasattr(torch, "mps"):
+        torch.mps.empty_cache()
+
+
+def _peak_rss_mb() -> Optional[float]:
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (2 ** 20 if sys.platform == "darwin" else 2 ** 10), 1)  # bytes on macOS, KiB on Linux
+
+
+class StageMeter:
+    """Seconds and peak memory per stage, for report.json."""
+
+    def __init__(self, dev: str):
+        self.dev = dev
+        self.stages: Dict[str, dict] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str):
+        import torch
+
+        if self.dev == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        started = time.perf_counter()
+        yield
+        if self.dev == "cuda":
+            torch.cuda.synchronize()
+        entry = {"seconds": round(time.perf_counter() - started, 3)}
+        if self.dev == "cuda":
+            entry["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2 ** 20, 1)
+        # The process's peak resident memory so far (it cannot be reset per stage).
+        entry["peak_rss_mb"] = _peak_rss_mb()
+        self.stages[name] = entry
+
+
+class SplitGuidanceBatch:
+    """Runs a guided batch [unconditioned | conditioned] as two forward passes (--low-vram): the
+    activations of one half at a time. Tensor arguments with the batch's rows are split; the
+    rest (a shared diffusion time) is passed to both passes as is."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def __call__(self, first, *rest):
+        import torch
+
+        rows = first.shape[0]
+        if rows % 2:
+            return self.model(first, *rest)
+        half = rows // 2
+
+        def part(a, i):
+            if torch.is_tensor(a) and a.ndim > 0 and a.shape[0] == rows:
+                return a[i * half:(i + 1) * half]
+            return a
+
+        return torch.cat([self.model(part(first, i), *(part(a, i) for a in rest)) for i in range(2)])
+
+
+# ------------------------------------------------------------------ meshes in and out of the model's box
+
+
+@dataclass
+class AnchorMesh:
+    """The mesh whose vertices Stage II moves.
+
+    model_vertices/model_faces: the welded copy in the model's [-1, 1] box (what the networks see).
+    vertices/faces: the output mesh (the given file's own, or the generated one).
+    vertex_map: output vertex -> model vertex. scale/center: output = model / scale + center.
+    """
+
+    model_vertices: np.ndarray
+    model_faces: np.ndarray
+    vertices: np.ndarray
+    faces: np.ndarray
+    vertex_map: np.ndarray
+    center: np.ndarray
+    scale: float
+    source: str = ""
+
+
+def weld(vertices: np.ndarray, faces: np.ndarray, tolerance: float = WELD_TOLERANCE):
+    """-> (welded vertices, faces on them without degenerate ones, map input vertex -> welded)."""
+    keys = np.round(np.asarray(vertices, dtype=np.float64) / tolerance).astype(np.int64)
+    _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    f = inverse[np.asarray(faces, dtype=np.int64)]
+    ok = (f[:, 0] != f[:, 1]) & (f[:, 1] != f[:, 2]) & (f[:, 0] != f[:, 2])
+    return np.asarray(vertices, dtype=np.float64)[first], f[ok], inverse
+
+
+def anchor_from_mesh(vertices: np.ndarray, faces: np.ndarray, source: str = "") -> AnchorMesh:
+    """A user's mesh as the anchor: normalised (the release's normalize_mesh: bounding-box centre
+    to the origin, longest side to 2) and welded for the model; kept as given for the output."""
+    from ..geometry import normalization_for
+
+    try:
+        transform = normalization_for(vertices, margin=0.0)
+    except ValueError as exc:
+        raise BadInput(f"mesh {Path(source).name or ''}: {exc}") from exc
+    from ..geometry.orient import orient_faces
+
+    model_v, model_f, vertex_map = weld(transform.apply(vertices), faces)
+    if len(model_f) == 0:
+        raise BadInput(f"mesh {Path(source).name}: every face is degenerate (no surface to encode)")
+    # Both networks read surface normals that point outwards; files often mix windings. (Only the
+    # model's copy is re-wound; the output keeps the file's faces.)
+    model_f = orient_faces(model_v, model_f)
+    return AnchorMesh(model_v, model_f, np.asarray(vertices, dtype=np.float64), np.asarray(faces, dtype=np.int64),
+                      vertex_map, np.asarray(transform.center, dtype=np.float64), float(transform.scale), source)
+
+
+def anchor_in_model_space(vertices: np.ndarray, faces: np.ndarray) -> AnchorMesh:
+    """A generated anchor: already in the model's box, already welded (the output is that mesh)."""
+    v = np.asarray(vertices, dtype=np.float64)
+    f = np.asarray(faces, dtype=np.int64)
+    return AnchorMesh(v, f, v, f, np.arange(len(v)), np.zeros(3), 1.0, "stage0")
+
+
+def encode_mesh(vae, vertices: np.ndarray, faces: np.ndarray, *, seed: int, device: str,
+                num_tokens: int, surface_points: int = SURFACE_POINTS):
+    """A mesh in the model's box -> its shape latent [M, C] float32: `surface_points` area-weighted
+    samples with face normals, encoded by the VAE, one posterior sample (the release samples; the
+    seed makes it repeatable). Also how a test re-derives a known frame's latent."""
+    import torch
+
+    from ..geometry import sample_surface
+    from ..geometry.orient import orient_faces
+
+    # Normals must point outwards (the VAE was trained so); files often mix windings.
+    faces = orient_faces(vertices, faces)
+    try:
+        points, normals = sample_surface(vertices, faces, surface_points, seed=seed)
+    except ValueError as exc:
+        raise BadInput(f"cannot sample the mesh's surface: {exc}") from exc
+    x = torch.from_numpy(np.concatenate([points, normals], axis=1))[None].to(device)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    with torch.inference_mode():
+        posterior = vae.encode(x, generator=generator, num_latents=num_tokens)
+        return posterior.sample(generator)[0].float()
+
+
+def sdf_function(vae, memory, dev: str, dtype):
+    """`sdf_fn(points [N, 3]) -> values [N]` over one decoded latent, for backend.geometry."""
+    import torch
+
+    def sdf(points):
+        xyz = torch.as_tensor(points, dtype=torch.float32).to(dev)[None]
+        with torch.inference_mode(), amp(dev, dtype):
+            return vae.query(memory, xyz)[0].float().cpu().numpy()
+
+    return sdf
+
+
+def extract_latent(vae, latent, *, dev: str, dtype, resolution: int, chunk: int, progress=None,
+                   should_cancel=None):
+    """One shape latent [M, C] -> (vertices, faces) of its zero level set in the model's box."""
+    import torch
+
+    from ..geometry import extract_mesh
+
+    with torch.inference_mode(), amp(dev, dtype):
+        memory = vae.decode_latents(latent[None].to(dev))
+    vertices, faces, _ = extract_mesh(sdf_function(vae, memory, dev, dtype), resolution=resolution,
+                                      bounds=EXTRACT_BOUNDS, chunk_size=chunk, progress=progress,
+                                      should_cancel=should_cancel)
+    return vertices, faces
+
+
+def clean_anchor(vertices: np.ndarray, faces: np.ndarray, *, face_budget: int = FACE_BUDGET,
+                 floater_fraction: float = FLOATER_FRACTION):
+    """The release's clean-up of the generated mesh, in its order: merge duplicate vertices,
+    quadric decimation to `face_budget` faces, then drop components under `floater_fraction` of
+    the largest (counted after decimation, as upstream)."""
+    from ..geometry import merge_vertices, remove_floaters
+
+    v, f = merge_vertices(vertices, faces)
+    if face_budget and len(f) > face_budget:
+        try:
+            import fast_simplification
+        except ImportError:
+            raise Unsupported("the mesh clean-up needs fast_simplification: "
+                              "pip install -r backend/requirements.txt") from None
+        v, f = fast_simplification.simplify(np.asarray(v, dtype=np.float32), np.asarray(f, dtype=np.int64),
+                                            target_count=int(face_budget))
+        v, f = merge_vertices(np.asarray(v, dtype=np.float64), np.asarray(f, dtype=np.int64))
+    if floater_fraction > 0 and len(f):
+        v, f = remove_floaters(v, f, floater_fraction)
+    return np.asarray(v, dtype=np.float64), np.asarray(f, dtype=np.int64)
+
+
+# ------------------------------------------------------------------ arguments
+
+
+def parse_known(known) -> Dict[int, str]:
+    """--known as given by the CLI ("FRAME=MESH" strings), the service ({frame: path} or
+    [[frame, path], ...]) -> {frame: path}."""
+    if not known:
+        return {}
+    if isinstance(known, Mapping):
+        items = list(known.items())
+    elif isinstance(known, str):
+        items = [known]
+    else:
+        items = list(known)
+    out: Dict[int, str] = {}
+    for item in items:
+        if isinstance(item, str):
+            frame, sep, path = item.partition("=")
+            if not sep or not path:
+                raise BadInput(f"--known {item!r}: expected FRAME=MESH, e.g. 20=pose.glb")
+        else:
+            try:
+                frame, path = item
+            except (TypeError, ValueError):
+                raise BadInput(f"known keyframe {item!r}: expected (frame, mesh path)") from None
+        try:
+            index = int(str(frame).strip())
+        except ValueError:
+            raise BadInput(f"known keyframe {item!r}: the frame must be an integer") from None
+        if index in out:
+            raise BadInput(f"frame {index} is given twice with --known")
+        out[index] = str(path)
+    return out
+
+
+def _check_int(name: str, value, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise BadInput(f"{name} must be an integer of at least {low}, got {value!r}")
+    return int(value)
+
+
+def check_output_folder(out: Path) -> None:
+    """`out` must be new, empty, or an earlier result of this command (which is replaced)."""
+    if out.exists() and not out.is_dir():
+        raise BadInput(f"output {out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        report = out / "report.json"
+        ours = False
+        if report.is_file():
+            try:
+                ours = json.loads(report.read_text()).get("kind") == REPORT_KIND
+            except (OSError, ValueError, AttributeError):
+                ours = False
+        if not ours:
+            raise BadInput(f"output folder {out} is not empty and holds no earlier generate result; "
+                           "choose a new or empty folder")
+
+
+# ------------------------------------------------------------------ the stages
+
+
+def user_masks(masks: str, clip):
+    """--masks DIR for the selected frames: matched by file name for a frame folder; for a video
+    or an array, the folder holds one mask per selected frame, or one per source frame (the
+    selected ones are taken by index)."""
+    from ..preprocessing import FolderMasks
+
+    if clip.names is not None:
+        return FolderMasks(masks, frame_names=clip.names)
+    remover = FolderMasks(masks)
+    if len(remover.files) == len(clip):
+        return remover
+    if len(remover.files) > clip.indices[-1] and (clip.source_frames is None
+                                                  or len(remover.files) == clip.source_frames):
+        return FolderMasks(masks, frame_names=[remover.files[i].name for i in clip.indices])
+    raise BadInput(f"{len(remover.files)} mask images in {masks}, but {len(clip)} frames were selected "
+                   f"(of {clip.source_frames or 'at least ' + str(clip.indices[-1] + 1)}): give one mask per "
+                   "selected frame, or one per frame of the video")
+
+
+def frames_with_alpha(ctx: JobContext, clip, masks: Optional[str], models_dir: Optional[str], dev: str,
+                      warnings: List[str]) -> np.ndarray:
+    """RGBA frames with a usable mask each: their own alpha, else --masks, else RMBG (if stored)."""
+    from ..hub import READY, get_model, open_store
+    from ..preprocessing import RMBGRemover, alpha_is_usable, ensure_alpha
+
+    frames = clip.frames
+    if frames.shape[-1] == 4 and masks is None:
+        empty = [clip.indices[i] for i, f in enumerate(frames) if not f[..., 3].any()]
+        if empty:
+            raise BadInput(f"frame(s) {', '.join(map(str, empty[:12]))} of {clip.source} are fully transparent: "
+                           "nothing to reconstruct (check the export's alpha, or pass --masks DIR)")
+    needs = frames.shape[-1] == 3 or not all(alpha_is_usable(f[..., 3]) for f in frames)
+    remover = None
+    if masks is not None:
+        remover = user_masks(masks, clip)
+    elif needs:
+        status = open_store(models_dir).status(get_model("rmbg"))
+        if status.state == READY:
+            ctx.progress("prepare", 0, 1, "removing backgrounds with RMBG-1.4")
+            remover = RMBGRemover(status.folder, device=dev,
+                                  progress=lambda i, n: ctx.progress("prepare", i, n, f"background removal {i}/{n}"))
+            warnings.append("frames without a usable alpha went through RMBG-1.4; check the masks "
+                            "(the release recommends SAM2 masks, --masks DIR, for real footage)")
+    return ensure_alpha(frames, remover)
+
+
+def generate_anchor(ctx: JobContext, triposg: Path, frame, *, dev: str, dtype, steps: int, num_tokens: int,
+                    seed: int, low_vram: bool, resolution: int, face_budget: int):
+    """Stage 0: TripoSG on the prepared anchor frame -> (vertices, faces) of the cleaned mesh in the
+    model's box, and the sampled latent [M, C] it was extracted from (Stage I's frame 0)."""
+    import torch
+
+    from ..models.dit import ShapeDiT
+    from ..models.image_encoder import ImageEncoder
+    from ..models.vae import ShapeVAE
+    from ..schedulers import RectifiedFlowScheduler
+
+    ctx.progress("stage0", 0, steps, "DINOv2 tokens of the anchor frame (TripoSG's encoder)")
+    encoder = ImageEncoder.from_triposg(triposg, device=dev)
+    _, tokens = encoder.encode(frame[None])
+    del encoder
+    release_memory(dev)
+
+    dit = ShapeDiT.from_pretrained(triposg / "transformer", device=dev)
+    scheduler = RectifiedFlowScheduler.from_pretrained(triposg, subfolder="scheduler")
+    generator = torch.Generator(device=dev).manual_seed(seed)
+    noise = torch.randn((1, num_tokens, dit.config["in_channels"]), generator=generator, device=dev)
+    model = SplitGuidanceBatch(dit) if low_vram else dit
+    with torch.inference_mode(), amp(dev, dtype):
+        latent = scheduler.sample(
+            model, noise, tokens.float(), num_inference_steps=steps, guidance_scale=STAGE0_GUIDANCE,
+            callback=lambda i, t, x: ctx.progress("stage0", i + 1, steps, f"TripoSG step {i + 1}/{steps}"))
+    latent = latent[0].float()
+    del dit, model
+    release_memory(dev)
+
+    vae = ShapeVAE.from_pretrained(triposg / "vae", device=dev)
+    chunk = LOW_VRAM_QUERY_CHUNK if low_vram else QUERY_CHUNK
+    vertices, faces = extract_latent(
+        vae, latent, dev=dev, dtype=dtype, resolution=resolution, chunk=chunk, should_cancel=ctx.should_cancel,
+        progress=lambda s, n, msg: ctx.progress("stage0", steps, steps, f"extracting the anchor mesh: {msg}"))
+    del vae
+    release_memory(dev)
+    if len(faces) == 0:
+        raise BadInput("Stage 0 found no surface for the anchor frame (the generated field does not cross zero): "
+                       "check that frame 0 shows the subject, or give a mesh with --mesh")
+    ctx.progress("stage0", steps, steps, f"cleaning {len(faces):,} faces")
+    vertices, faces = clean_anchor(vertices, faces, face_budget=face_budget)
+    if len(faces) == 0:
+        raise BadInput("Stage 0's mesh vanished in the clean-up (only tiny fragments); give a mesh with --mesh")
+    return vertices, faces, latent
+
+
+def stage1_latents(ctx: JobContext, denoiser, tokens, bank: Dict[int, "torch.Tensor"], *, num_frames: int, steps: int,
+                   seed: int, dev: str, dtype, low_vram: bool):
+    """Stage I: every frame's latent, window by window (chunk_from(0, T, 16, 15)); frames in
+    `bank` (index -> [M, C]) are known. Returns (latents [T, M, C] float32, the windows)."""
+    import torch
+
+    from ..models.windows import chunk_from
+    from ..schedulers import TemporalFlowScheduler
+
+    size = int(getattr(denoiser, "temporal_context_size", WINDOW))
+    windows = chunk_from(0, num_frames, size, min(SLIDE, size - 1))
+    scheduler = TemporalFlowScheduler(num_inference_steps=steps)
+    model = SplitGuidanceBatch(denoiser) if low_vram else denoiser
+    shape = next(iter(bank.values())).shape
+    total = len(windows) * steps
+    for w, frames in enumerate(windows):
+        known = [f in bank for f in frames]
+        if all(known):
+            continue
+        cond = torch.stack([bank[f] if f in bank else torch.zeros(shape, device=dev) for f in frames])[None]
+        mask = torch.tensor([known], dtype=torch.float32, device=dev)
+        # Upstream seeds each window's noise with seed + window index.
+        generator = torch.Generator(device=dev).manual_seed(seed + w)
+        noise = torch.randn((1, len(frames)) + tuple(shape), generator=generator, device=dev)
+        start = cond * mask[..., None, None] + noise * (1.0 - mask[..., None, None])
+        framestep = torch.tensor([frames], dtype=torch.float32, device=dev)
+
+        def report(i, t, x, w=w):
+            ctx.progress("stage1", w * steps + i + 1, total,
+                         f"window {w + 1}/{len(windows)} (frames {min(frames)}-{max(frames)}), step {i + 1}/{steps}")
+
+        with torch.inference_mode(), amp(dev, dtype):
+            out = scheduler.sample(model, start, tokens[frames][None].float(), mask, framestep,
+                                   guidance_scale=STAGE1_GUIDANCE, callback=report)
+        for f, latent in zip(frames, out[0]):
+            bank.setdefault(f, latent.float())  # frames already made (or given) are kept, as upstream
+    return torch.stack([bank[f] for f in range(num_frames)]), windows
+
+
+def stage2_positions(ctx: JobContext, autoencoder, latents, anchor: AnchorMesh, *, dev: str, dtype,
+                     low_vram: bool):
+    """Stage II: the anchor's welded vertices tracked through every frame -> [T, Vw, 3] float64
+    in the model's box."""
+    import torch
+
+    from ..models.temporal_autoencoder import vertex_normals
+
+    xyz = torch.from_numpy(anchor.model_vertices).float().to(dev)
+    faces = torch.from_numpy(anchor.model_faces).long().to(dev)
+    queries = torch.cat([xyz, vertex_normals(xyz, faces)], dim=-1)
+    size = int(autoencoder.temporal_context_size)
+    tokens = size * (latents.shape[1] + 1)
+    target_chunk = 1 if low_vram else max(1, STAGE2_TOKEN_BUDGET // tokens)
+    query_chunk = LOW_VRAM_STAGE2_QUERY_CHUNK if low_vram else STAGE2_QUERY_CHUNK
+
+    def report(i, count):
+        ctx.progress("stage2", i, count, f"window {i + 1}/{count}: moving {len(xyz):,} vertices")
+
+    with torch.inference_mode(), amp(dev, dtype):
+        positions = autoencoder.predict_sequence(latents.to(dev), queries,
+                                                 normals_fn=lambda x: vertex_normals(x, faces),
+                                                 window=size, stride=min(SLIDE, size - 1), target_chunk=target_chunk,
+                                                 query_chunk=query_chunk, callback=report)
+    return positions.float().cpu().numpy().astype(np.float64)
+
+
+# ------------------------------------------------------------------ writing
+
+
+def _write_mesh_glb(path: Path, vertices: np.ndarray, faces: np.ndarray) -> None:
+    import trimesh
+
+    trimesh.Trimesh(vertices=np.asarray(vertices, dtype=np.float32), faces=faces, process=False).export(str(path))
+
+
+def write_stage1_meshes(ctx: JobContext, folder: Path, vae, latents, anchor: AnchorMesh, *, dev: str, dtype,
+                        resolution: int, chunk: int) -> int:
+    """stage1/latents.npy and stage1/frame_XXXX.glb: each frame's Stage I latent, decoded."""
+    from ..geometry import merge_vertices
+
+    folder.mkdir()
+    np.save(folder / "latents.npy", latents.float().cpu().numpy())
+    count = len(latents)
+    for t in range(count):
+        ctx.progress("stage1-meshes", t, count, f"decoding frame {t}")
+        v, f = extract_latent(vae, latents[t], dev=dev, dtype=dtype, resolution=resolution, chunk=chunk,
+                              should_cancel=ctx.should_cancel)
+        if len(f):
+            v, f = merge_vertices(v, f)
+        # In the output's coordinates, like the animation.
+        _write_mesh_glb(folder / f"frame_{t:04d}.glb", np.asarray(v, np.float64) / anchor.scale + anchor.center, f)
+    ctx.progress("stage1-meshes", count, count, "done")
+    return count
+
+
+def _publish(tmp: Path, out: Path) -> None:
+    """Move the finished folder into place; an earlier result there is replaced."""
+    if out.exists():
+        old = out.with_name(f".{out.name}.replaced-{os.getpid()}")
+        os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out)
+
+
+def model_revisions(models_dir: Optional[str], names: Iterable[str]) -> dict:
+    from ..hub import get_model, open_store
+
+    store = open_store(models_dir)
+    out = {}
+    for name in names:
+        status = store.status(get_model(name))
+        out[name] = {"repo_id": status.spec.repo_id, "pinned_revision": status.spec.revision,
+                     "found_revision": status.revision, "folder": str(status.folder), "state": status.state}
+    return out
+
+
+# ------------------------------------------------------------------ the job
+
+
+def run_generate(ctx: JobContext, *, input, out: str, mesh: Optional[str] = None, known=(), loop: bool = False,
+                 masks: Optional[str] = None, start: int = 0, frames: Optional[int] = None, stride: int = 1,
+                 fps: Optional[float] = None, seed: int = 44, device: str = "auto", fast: bool = False,
+                 low_vram: bool = False, models_dir: Optional[str] = None, stage1_meshes: bool = False,
+                 stage0_steps: Optional[int] = None, stage1_steps: Optional[int] = None,
+                 resolution: int = EXTRACT_RESOLUTION, face_budget: int = FACE_BUDGET) -> dict:
+    """Video (a file, a folder of frames, or an array [T, H, W, 3|4]) -> animated mesh in `out`.
+
+    See the module docstring for the method. `known`: keyframes FRAME=MESH (frame numbers count
+    the selected frames, 0-based; frame 0 is the anchor, give it with `mesh`); with `mesh` they
+    share its coordinates, without it each is normalised on its own. stage0_steps, stage1_steps,
+    resolution (extraction grid) and face_budget override the release's settings (as its
+    pipeline's overrides do). Returns the output paths and a summary; report.json has the rest.
+    """
+    import torch
+
+    from ..gltf_export import write_animated_glb
+    from ..hub import require
+    from ..io import read_frames
+    from ..meshio import MAX_REFERENCE_VERTICES, load_mesh, write_animation_npz
+    from ..models.dit import TemporalDenoiser
+    from ..models.image_encoder import ImageEncoder
+    from ..models.temporal_autoencoder import TemporalAutoencoder
+    from ..models.vae import ShapeVAE
+    from ..preprocessing import prepare_frames
+
+    started = time.monotonic()
+    warnings: List[str] = []
+    # -- arguments, before anything is read or loaded
+    seed = _check_int("seed", seed, 0)
+    s0 = _check_int("stage0_steps", stage0_steps, 1) if stage0_steps is not None else (
+        FAST_STAGE0_STEPS if fast else STAGE0_STEPS)
+    s1 = _check_int("stage1_steps", stage1_steps, 1) if stage1_steps is not None else (
+        FAST_STAGE1_STEPS if fast else STAGE1_STEPS)
+    resolution = _check_int("resolution", resolution, 16)
+    face_budget = _check_int("face_budget", face_budget, 4)
+    out_dir = Path(out).expanduser()
+    check_output_folder(out_dir)
+    keyframes = parse_known(known)
+    dev = pick_device(device)
+    dtype = autocast_dtype(dev)
+
+    # -- the models: all present and whole, or a MissingModel naming what to fetch
+    folders = {"actionmesh": require("actionmesh", models_dir), "dinov2": require("dinov2", models_dir),
+               "triposg": require("triposg", models_dir)}
+    num_tokens = int(TemporalDenoiser.config_from_file(folders["actionmesh"] / "denoiser" / "config.json")
+                     .get("num_tokens_nominal", 2048))
+
+    # -- the clip
+    ctx.progress("prepare", 0, 1, f"reading {input if isinstance(input, (str, Path)) else 'the frames'}")
+    clip = read_frames(input, start=start, frames=frames, stride=stride, fps=fps)
+    warnings += clip.notes
+    count = len(clip)
+    bad = sorted(k for k in keyframes if not 0 < k < count)
+    if bad:
+        raise BadInput(f"--known frame(s) {', '.join(map(str, bad))} are outside the clip's frames 1..{count - 1} "
+                       "(frame 0 is the anchor: give its mesh with --mesh)")
+    if loop and (count - 1) in keyframes:
+        raise BadInput(f"--loop sets the last frame ({count - 1}) to the first; it cannot also be a --known frame")
+    anchor_mesh = load_mesh(mesh, role="mesh") if mesh is not None else None
+    if anchor_mesh is not None and len(anchor_mesh.vertices) > MAX_REFERENCE_VERTICES:
+        raise BadInput(f"mesh has {len(anchor_mesh.vertices):,} vertices; the limit is {MAX_REFERENCE_VERTICES:,}. "
+                       "Decimate it first")
+    known_meshes = {k: load_mesh(p, role=f"known frame {k} mesh") for k, p in sorted(keyframes.items())}
+    rgba = frames_with_alpha(ctx, clip, masks, models_dir, dev, warnings)
+    prepared = prepare_frames(rgba).frames
+    ctx.progress("prepare", 1, 1, f"{count} frames, {prepared.shape[2]}x{prepared.shape[1]} after cropping")
+
+    # -- from here on everything goes to a hidden sibling folder, published at the end
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
+    meter = StageMeter(dev)
+    try:
+        bank: Dict[int, torch.Tensor] = {}
+        # Stage 0: the anchor mesh and its latent, and the keyframes' latents (the VAE is loaded once).
+        with meter("stage0"):
+            if anchor_mesh is None:
+                gv, gf, anchor_latent = generate_anchor(
+                    ctx, folders["triposg"], prepared[0], dev=dev, dtype=dtype, steps=s0, num_tokens=num_tokens,
+                    seed=seed, low_vram=low_vram, resolution=resolution, face_budget=face_budget)
+                anchor = anchor_in_model_space(gv, gf)
+            else:
+                anchor = anchor_from_mesh(anchor_mesh.vertices, anchor_mesh.faces, str(mesh))
+            vae = None
+            if anchor_mesh is not None or known_meshes or stage1_meshes:
+                vae = ShapeVAE.from_pretrained(folders["triposg"] / "vae", device=dev)
+            if anchor_mesh is not None:
+                ctx.progress("stage0", 0, 1,
+                             f"encoding {Path(mesh).name} ({len(anchor.model_vertices):,} welded vertices)")
+                bank[0] = encode_mesh(vae, anchor.model_vertices, anchor.model_faces, seed=seed, device=dev,
+                                      num_tokens=num_tokens)
+            else:
+                bank[0] = anchor_latent  # TripoSG's own latent, as upstream
+            for k, m in known_meshes.items():
+                ctx.progress("stage0", 0, 1, f"encoding the keyframe of frame {k} ({Path(m.source).name})")
+                if anchor_mesh is not None:  # the keyframe lives in the anchor's coordinates
+                    kv, kf, _ = weld((m.vertices - anchor.center) * anchor.scale, m.faces)
+                    if np.abs(kv).max() > 1.05:
+                        warnings.append(f"the keyframe of frame {k} reaches outside the anchor mesh's box "
+                                        f"({np.abs(kv).max():.2f} in the model's [-1, 1] units); the model "
+                                        "only saw shapes inside it")
+                else:  # no coordinates to share with a generated anchor: normalised on its own
+                    own = anchor_from_mesh(m.vertices, m.faces, m.source)
+                    kv, kf = own.model_vertices, own.model_faces
+                bank[k] = encode_mesh(vae, kv, kf, seed=seed, device=dev, num_tokens=num_tokens)
+            if loop:
+                bank[count - 1] = bank[0].clone()
+            known_frames = list(bank)
+            if not stage1_meshes:
+                vae = None  # the last reference: freed with the stage
+            release_memory(dev)
+        ctx.check_cancel()
+
+        with meter("image_tokens"):
+            ctx.progress("tokens", 0, 1, f"DINOv2 tokens of {count} frames")
+            encoder = ImageEncoder(folders["dinov2"], device=dev)
+            _, tokens = encoder.encode(prepared)
+            del encoder
+            release_memory(dev)
+            ctx.progress("tokens", 1, 1, f"{tuple(tokens.shape)}")
+
+        with meter("stage1"):
+            denoiser = TemporalDenoiser.from_pretrained(folders["actionmesh"] / "denoiser", device=dev)
+            if low_vram:
+                denoiser.clear_autocast = True  # the release's lowram preset
+            latents, windows = stage1_latents(ctx, denoiser, tokens, bank, num_frames=count, steps=s1, seed=seed,
+                                              dev=dev, dtype=dtype, low_vram=low_vram)
+            del denoiser
+            release_memory(dev)
+
+        with meter("stage2"):
+            autoencoder = TemporalAutoencoder.from_pretrained(folders["actionmesh"] / "autoencoder", device=dev)
+            positions = stage2_positions(ctx, autoencoder, latents, anchor, dev=dev, dtype=dtype, low_vram=low_vram)
+            del autoencoder
+            release_memory(dev)
+            ctx.progress("stage2", 1, 1, "done")
+
+        # Model box -> the output's coordinates and vertices. Offsets are differences, so frame 0
+        # is exactly the anchor and the motion is scaled back exactly.
+        per_vertex = positions[:, anchor.vertex_map]
+        offsets = (per_vertex - per_vertex[:1]) / anchor.scale
+        if not np.isfinite(offsets).all():
+            raise RuntimeError("Stage II produced non-finite vertex positions")
+
+        if stage1_meshes:
+            with meter("stage1_meshes"):
+                write_stage1_meshes(ctx, tmp / "stage1", vae, latents, anchor, dev=dev, dtype=dtype,
+                                    resolution=resolution, chunk=LOW_VRAM_QUERY_CHUNK if low_vram else QUERY_CHUNK)
+                del vae
+                release_memory(dev)
+
+        ctx.progress("write", 0, 3, "writing animation.npz")
+        name = Path(mesh).stem if mesh else "ActionMesh"
+        write_animation_npz(tmp / "animation.npz", anchor.vertices, anchor.faces, offsets, clip.fps)
+        ctx.progress("write", 1, 3, "writing animated.glb")
+        write_animated_glb(tmp / "animated.glb", anchor.vertices, anchor.faces, offsets, clip.fps, name=name)
+        ctx.progress("write", 2, 3, "writing anchor.glb")
+        _write_mesh_glb(tmp / "anchor.glb", anchor.vertices, anchor.faces)
+        result = {
+            "out": str(out_dir), "animation": str(out_dir / "animation.npz"), "glb": str(out_dir / "animated.glb"),
+            "anchor": str(out_dir / "anchor.glb"), "report": str(out_dir / "report.json"),
+            "frames": count, "vertices": int(len(anchor.vertices)), "faces": int(len(anchor.faces)),
+            "fps": clip.fps, "device": dev, "seconds": round(time.monotonic() - started, 3), "warnings": warnings,
+        }
+        report = {
+            "kind": REPORT_KIND, "command": "generate",
+            "input": {"source": clip.source, "indices": clip.indices, "source_fps": clip.source_fps,
+                      "source_frames": clip.source_frames, "fps": clip.fps},
+            "settings": {"mesh": mesh, "known": {str(k): v for k, v in keyframes.items()}, "loop": loop,
+                         "masks": masks, "start": start, "frames": frames, "stride": stride, "fast": fast,
+                         "low_vram": low_vram, "stage0": "mesh" if mesh else "triposg",
+                         "stage0_steps": None if mesh else s0, "stage0_guidance": None if mesh else STAGE0_GUIDANCE,
+                         "stage1_steps": s1, "stage1_guidance": STAGE1_GUIDANCE, "windows": windows,
+                         "known_frames": sorted(int(k) for k in known_frames),
+                         "surface_points": SURFACE_POINTS, "latent_tokens": num_tokens, "resolution": resolution,
+                         "face_budget": face_budget, "floater_fraction": FLOATER_FRACTION,
+                         "stage1_meshes": stage1_meshes},
+            "seed": seed, "device": dev, "autocast": str(dtype).replace("torch.", "") if dtype else None,
+            "models": model_revisions(models_dir, folders),
+            "normalization": {"center": anchor.center.tolist(), "scale": anchor.scale},
+            "stages": meter.stages, **{k: v for k, v in result.items() if k not in ("warnings",)},
+            "warnings": warnings,
+        }
+        report["seconds"] = round(time.monotonic() - started, 3)
+        (tmp / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+        ctx.check_cancel()
+        _publish(tmp, out_dir)
+        ctx.progress("write", 3, 3, f"done: {out_dir}")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    result["stages"] = meter.stages
+    result["seconds"] = round(time.monotonic() - started, 3)
+    return result
