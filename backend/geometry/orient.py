@@ -16,21 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-# Positions closer than this fraction of the bounding-box diagonal count as one vertex when
-# deciding which faces are neighbours (exporters split vertices along UV and normal seams).
-WELD_TOLERANCE = 1e-6
-
-
-def _weld_ids(vertices: np.ndarray) -> np.ndarray:
-    v = np.asarray(vertices, dtype=np.float64)
-    lo = v.min(axis=0)
-    diag = float(np.linalg.norm(v.max(axis=0) - lo)) or 1.0
-    # At 1e-6 of the diagonal every coordinate fits 21 bits: one int64 key per vertex, which
-    # np.unique sorts far faster than rows.
-    q = np.round((v - lo) / (diag * WELD_TOLERANCE)).astype(np.int64)
-    _, ids = np.unique((q[:, 0] << 42) | (q[:, 1] << 21) | q[:, 2], return_inverse=True)
-    return ids.reshape(-1)
-
+from .weld import weld_map
 
 def _manifold_pairs(faces_w: np.ndarray):
     """(face a, face b, same direction?) for every edge that exactly two faces share."""
@@ -94,7 +80,7 @@ def orient_faces(vertices, faces) -> np.ndarray:
     f = np.asarray(faces, dtype=np.int64).reshape(-1, 3)
     if len(f) == 0 or len(v) == 0:
         return f.copy()
-    weld = _weld_ids(v)
+    _, weld = weld_map(v)  # exporters split vertices along UV and normal seams
     fw = weld[f]
     a, b, same = _manifold_pairs(fw)
     flip, labels, n_comp = _flip_parity(len(f), a, b, same)

@@ -16,7 +16,6 @@ from ..jobs import JobContext
 from ..meshio import MAX_REFERENCE_VERTICES, list_sequence, load_mesh, write_animation_npz
 
 METHODS = ("optimize", "learned", "auto")
-PROFILES = ("tiny", "actionmesh")
 # The release encodes a mesh for Stage II from this many surface samples (pipeline_with_3d); the
 # official models have no training card to say so.
 OFFICIAL_SURFACE_POINTS = 16_384
@@ -50,8 +49,6 @@ def run_register(ctx: JobContext, *, reference: str, sequence: str, out: str, me
         _require_cuda()
     if not (np.isfinite(fps) and fps > 0):
         raise BadInput(f"fps must be a positive number, got {fps}")
-    if profile not in PROFILES:
-        raise BadInput(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
     learned_dirs, fallback = None, None
     missing = []
     if profile == "actionmesh":

@@ -33,6 +33,7 @@ import numpy as np
 
 from backend.errors import BadInput, Cancelled, Unsupported
 from backend.geometry.orient import orient_faces
+from backend.geometry.weld import weld as weld_vertices
 
 from .optimize import DEFAULT_ITERATIONS, check_inputs, register_optimize
 from .quality import DEFAULT_SAMPLES, TargetSamples, hold_back_worse
@@ -104,16 +105,10 @@ def register_learned(ref_vertices, ref_faces, frames, *, vae, autoencoder, num_l
     norm = sequence_normalization(ref_v, frames)
     check()
 
-    # Weld coincident vertices (quantised to 1e-6 of the box), as register_optimize does.
+    # Weld coincident vertices, as register_optimize does.
     rest = norm.apply(ref_v)
-    q = np.round(rest * 1e6).astype(np.int64)
-    _, first, weld = np.unique(q, axis=0, return_index=True, return_inverse=True)
-    weld = weld.reshape(-1)
-    rest_w = rest[first]
-    faces_w = weld[ref_f] if len(ref_f) else ref_f
+    rest_w, faces_w, weld = weld_vertices(rest, ref_f)
     if len(faces_w):
-        faces_w = faces_w[(faces_w[:, 0] != faces_w[:, 1]) & (faces_w[:, 1] != faces_w[:, 2])
-                          & (faces_w[:, 0] != faces_w[:, 2])]
         faces_w = orient_faces(rest_w, faces_w)
     check()
 

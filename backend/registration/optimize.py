@@ -20,6 +20,7 @@ import numpy as np
 
 from backend.errors import BadInput, Cancelled
 from backend.geometry.orient import orient_faces
+from backend.geometry.weld import weld_map
 
 from .arap import ArapSolver, cotangent_graph, knn_edges, vertex_normals
 from .correspond import TargetSurface, correspondences
@@ -199,14 +200,8 @@ def register_optimize(
     if not diag > 0:
         raise BadInput("reference vertices: all at one point, nothing to register")
     centre, scale = 0.5 * (lo + hi), 1.0 / diag
-    # Exported meshes split vertices along UV and normal seams; solved as they are, each
-    # piece would move on its own and the seams would open. Solve on welded positions.
-    # Quantised to 1e-6 of the diagonal, each coordinate fits 21 bits: one int64 key per
-    # vertex, which np.unique handles far faster than rows.
-    q = np.round((ref_v - centre) * scale * 1e6).astype(np.int64) + (1 << 20)
-    keys = (q[:, 0] << 42) | (q[:, 1] << 21) | q[:, 2]
-    _, first, weld = np.unique(keys, return_index=True, return_inverse=True)
-    weld = weld.reshape(-1)
+    # Solve on welded positions (seams would open otherwise; backend.geometry.weld).
+    first, weld = weld_map(ref_v)
     cancel.check()
     rest_all = (ref_v[first] - centre) * scale
     ref_f = weld[ref_f] if len(ref_f) else ref_f
