@@ -83,7 +83,7 @@ def fetch_md2() -> None:
         src = Path(tmp) / "x" / "usr" / "share" / "assimp" / "models" / "MD2"
         MD2_DIR.mkdir(parents=True, exist_ok=True)
         for item in src.iterdir():
-            if item.suffix in (".md2", ".txt"):
+            if item.suffix in (".md2", ".txt", ".bmp"):
                 shutil.copy2(item, MD2_DIR / item.name)
 
 

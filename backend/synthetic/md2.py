@@ -53,6 +53,29 @@ def read_md2(path) -> tuple[np.ndarray, np.ndarray, list[str]]:
     return np.stack(frames), tris, names
 
 
+def read_md2_uv(path) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+    """The texture mapping of an MD2 file: (uv [S,2] float64, uv_tris [F,3] int64, (skin width,
+    skin height)); triangle f's corner k has texture coordinate uv[uv_tris[f, k]].
+
+    A separate function, so `read_md2`'s (keyframes, tris, names) stays as its callers use it.
+    MD2 keeps texture coordinates apart from vertices (a vertex on a UV seam has several), as
+    integer texel positions (s, t) with t counted down from the skin's top row; uv here is
+    (s / width, 1 - t / height), origin at the bottom-left as in Blender, OBJ and trimesh."""
+    data = Path(path).read_bytes()
+    if len(data) < 68 or data[:4] != b"IDP2":
+        raise ValueError(f"{path}: not an MD2 file")
+    (version, skin_w, skin_h, _, _, _, n_st, n_tri, _, _, _, ofs_st, ofs_tris, _, _,
+     _) = struct.unpack_from("<16i", data, 4)
+    if version != 8 or n_st <= 0 or n_tri <= 0 or skin_w <= 0 or skin_h <= 0:
+        raise ValueError(f"{path}: unsupported MD2 header (version {version})")
+    st = np.frombuffer(data, "<i2", n_st * 2, ofs_st).reshape(n_st, 2).astype(np.float64)
+    uv = np.stack([st[:, 0] / skin_w, 1.0 - st[:, 1] / skin_h], axis=1)
+    uv_tris = np.frombuffer(data, "<i2", n_tri * 6, ofs_tris).reshape(n_tri, 6)[:, 3:].astype(np.int64)
+    if uv_tris.min() < 0 or uv_tris.max() >= n_st:
+        raise ValueError(f"{path}: texture-coordinate index outside its {n_st} entries")
+    return uv, uv_tris, (skin_w, skin_h)
+
+
 def animation(names: list[str], prefix: str) -> np.ndarray:
     """Indices of the keyframes of one animation (names like run1, run002...) in play order."""
     idx = [i for i, n in enumerate(names) if re.fullmatch(re.escape(prefix) + r"\d+", n)]
