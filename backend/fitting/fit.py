@@ -1,0 +1,361 @@
+"""Fit a mesh to a video: per-frame vertex offsets from silhouettes and optical flow.
+
+The mesh is taken to be in frame 0's pose (as in ActionMesh's mesh + video mode). A camera comes
+from the caller or is estimated against frame 0's mask (camera.py), then refined with the rest
+mesh held rigid. The mesh deforms through an embedded deformation graph (graph.py), frame after
+frame, each frame starting from the last one's solution and minimising, with torch autograd:
+
+  inside    projected vertices should fall in the mask (the mask's distance field, sampled);
+  coverage  the mask's contour should be reached by the projection (contour -> nearest vertex);
+  flow      vertices visible in the previous frame should land where the optical flow carried
+            their pixels (forward-backward checked, DIS);
+  rigidity  neighbouring graph nodes agree about each other (as-rigid-as-possible);
+  stillness the motion changes little from one frame to the next, toward and away from the camera
+            most of all, since one view cannot see depth.
+
+A joint pass over the whole clip then smooths the motion in time against the same evidence.
+Distances in the image are measured in units of the image's larger side; in the mesh, in units
+of its bounding-box diagonal.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from backend.errors import BadInput, Cancelled
+from backend.geometry.weld import weld as weld_vertices
+
+from .camera import Camera, estimate_camera, project
+from .evidence import dense_flow, frame_evidence, masks_from_frames, silhouette_iou, visible_points
+from .graph import DeformationGraph
+
+
+@dataclass
+class FitSettings:
+    iterations: int = 60  # per frame
+    joint_iterations: int = 40  # over the whole clip
+    lr: float = 0.01
+    nodes: int = 192
+    use_flow: bool = True
+    w_inside: float = 1.0
+    w_coverage: float = 1.0
+    w_flow: float = 1.0
+    w_track: float = 1.0  # long tracks: frame 0's visible points carried by the chained flow
+    w_rigid: float = 1.0
+    w_still: float = 0.05
+    depth_still: float = 4.0  # extra stillness along the view direction
+    w_accel: float = 0.5  # joint pass: second differences of the motion
+    coverage_vertices: int = 1500
+    # The fit runs on this many surface points (vertices, evenly spread): a smooth field of a few
+    # hundred nodes needs no more evidence than that, and every iteration costs in proportion.
+    fit_points: int = 2500
+    camera_iterations: int = 80
+    seed: int = 0
+
+
+@dataclass
+class FitResult:
+    offsets: np.ndarray  # [T, V, 3] float32 in the mesh's own units and vertex order
+    camera: Camera
+    report: list = field(default_factory=list)  # one dict per frame
+    camera_estimated: bool = False
+    camera_iou: float = 0.0
+    seconds: dict = field(default_factory=dict)
+
+
+def _check_mesh(vertices, faces):
+    v = np.asarray(vertices, dtype=np.float64)
+    f = np.asarray(faces, dtype=np.int64)
+    if v.ndim != 2 or v.shape[1] != 3 or len(v) < 4:
+        raise BadInput(f"mesh: expected at least 4 vertices [V, 3], got shape {v.shape}")
+    if not np.isfinite(v).all():
+        raise BadInput("mesh: contains NaN or infinite coordinates")
+    if f.ndim != 2 or f.shape[1] != 3 or len(f) == 0:
+        raise BadInput("mesh: has no faces; fitting needs a surface")
+    if f.min() < 0 or f.max() >= len(v):
+        raise BadInput("mesh: face index out of range")
+    if not float(np.linalg.norm(np.ptp(v, axis=0))) > 0:
+        raise BadInput("mesh: all vertices at one point")
+    return v, f
+
+
+def _sample(image: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
+    """Bilinear samples of image [H, W] (or [H, W, C]) at pixel coordinates uv [N, 2] (pixel
+    centres at integers, as camera.py's convention)."""
+    h, w = image.shape[:2]
+    grid = torch.stack([(uv[:, 0] + 0.5) / w * 2 - 1, (uv[:, 1] + 0.5) / h * 2 - 1], -1)[None, None]
+    img = image[None, None] if image.ndim == 2 else image.permute(2, 0, 1)[None]
+    out = F.grid_sample(img, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return out[0, :, 0].T if image.ndim == 3 else out[0, 0, 0]
+
+
+class _Frame:
+    """One frame's evidence as tensors."""
+
+    def __init__(self, ev, scale: float):
+        self.ev = ev
+        self.outside = torch.from_numpy(ev.outside_distance) * scale
+        self.contour = torch.from_numpy(ev.contour)
+
+
+def _silhouette_terms(uv, frame: _Frame, scale: float, cover_idx):
+    inside = (_sample(frame.outside, uv) ** 2).mean()
+    d = torch.cdist(frame.contour, uv[cover_idx])  # pixels
+    coverage = ((d.min(dim=1).values * scale) ** 2).mean()
+    return inside, coverage
+
+
+def fit_video(vertices, faces, frames, *, camera: Camera | None = None, settings: FitSettings | None = None,
+              progress=None, should_cancel=None) -> FitResult:
+    """Per-frame offsets that make (vertices, faces) follow the object in RGBA `frames` [T, H, W, 4].
+
+    progress(step, total, message) after the camera and after every frame of each pass;
+    should_cancel() is polled between iterations (raises Cancelled). BadInput on empty masks,
+    a broken mesh or a camera that does not see the object.
+    """
+    # The tensors here are small (thousands of points, hundreds of nodes): splitting each op over
+    # threads costs more than it saves, and 15x more when other work shares the cores (measured).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _fit(vertices, faces, frames, camera, settings, progress, should_cancel)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit(vertices, faces, frames, camera, settings, progress, should_cancel) -> FitResult:
+    s = settings or FitSettings()
+    started = time.monotonic()
+    secs = {}
+
+    def check():
+        if should_cancel is not None and should_cancel():
+            raise Cancelled()
+
+    v, f = _check_mesh(vertices, faces)
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or len(frames) < 2:
+        raise BadInput(f"fitting needs at least 2 RGBA frames [T, H, W, 4], got shape {frames.shape}")
+    masks = masks_from_frames(frames)
+    n_frames, height, width = masks.shape
+    px = 1.0 / max(height, width)  # image distances in units of the larger side
+    rng = np.random.default_rng(s.seed)
+    evidence = [frame_evidence(frames[t], masks[t], rng) for t in range(n_frames)]
+    check()
+
+    vw, fw, weld = weld_vertices(v, f)  # seams move as one
+    lo, hi = vw.min(axis=0), vw.max(axis=0)
+    centre, scale = 0.5 * (lo + hi), 1.0 / float(np.linalg.norm(hi - lo))
+    rest = (vw - centre) * scale
+    total_steps = 1 + 2 * (n_frames - 1)
+    if progress:
+        progress(0, total_steps, "camera")
+
+    # Camera, in the normalised mesh frame: p_cam' = R p_n + s (R c + t) (a scaled camera frame
+    # projects the same).
+    estimated = camera is None
+    if camera is None:
+        from backend.geometry.sampling import sample_surface
+
+        pts, _ = sample_surface(rest, fw, 20000, seed=s.seed)
+        cam, _ = estimate_camera(pts.astype(np.float64), masks[0], check=check)
+        cam_t = cam.translation
+    else:
+        if (camera.width, camera.height) != (width, height):
+            camera = camera.scaled(width, height)
+        cam = camera
+        cam_t = scale * (camera.rotation @ centre + camera.translation)
+    k = torch.tensor([cam.fx, cam.fy, cam.cx, cam.cy], dtype=torch.float32)
+    rot0 = torch.as_tensor(cam.rotation, dtype=torch.float32)
+    rest_all = torch.as_tensor(rest, dtype=torch.float32)
+    sub = torch.as_tensor(np.sort(rng.choice(len(rest), min(s.fit_points, len(rest)), replace=False)))
+    rest_t = rest_all[sub]
+    frames_t = [_Frame(ev, px) for ev in evidence]
+    cover_idx = torch.as_tensor(rng.choice(len(sub), min(s.coverage_vertices, len(sub)), replace=False))
+    dcam_r = torch.zeros(3, requires_grad=True)
+    dcam_t = torch.zeros(3, requires_grad=True)
+    cam_trans0 = torch.as_tensor(cam_t, dtype=torch.float32)
+    from .graph import axis_angle_to_matrix
+
+    def camera_params():
+        return k, axis_angle_to_matrix(dcam_r) @ rot0, cam_trans0 + dcam_t
+
+    # Refine the camera with the rest mesh rigid against frame 0 (an estimate needs it; a given
+    # camera may not match a mesh that is slightly off the frame's object).
+    iou_before = silhouette_iou(project(rest_all, camera_params())[0].detach().numpy(), fw, masks[0])
+    opt = torch.optim.Adam([dcam_r, dcam_t], lr=s.lr)
+    for _ in range(s.camera_iterations if estimated else s.camera_iterations // 4):
+        opt.zero_grad()
+        uv, _ = project(rest_t, camera_params())
+        inside, coverage = _silhouette_terms(uv, frames_t[0], px, cover_idx)
+        (inside + coverage).backward()
+        opt.step()
+        check()
+    iou_after = silhouette_iou(project(rest_all, camera_params())[0].detach().numpy(), fw, masks[0])
+    if iou_after < iou_before:  # keep what fitted better
+        with torch.no_grad():
+            dcam_r.zero_()
+            dcam_t.zero_()
+    cam_fixed = tuple(x.detach() for x in camera_params())
+    view_dir = cam_fixed[1][2]  # camera z axis in mesh coordinates
+    secs["camera"] = time.monotonic() - started
+    if progress:
+        progress(1, total_steps, f"camera ({'estimated' if estimated else 'given'}), silhouette IoU "
+                                 f"{max(iou_before, iou_after):.2f}")
+
+    graph = DeformationGraph(rest, s.nodes, seed=s.seed, faces=fw)
+    n = graph.n_nodes
+    rvecs = torch.zeros(n_frames, n, 3)
+    trans = torch.zeros(n_frames, n, 3)
+
+    def flow_targets(positions: torch.Tensor, t: int):
+        """Where the flow from frame t-1 to t carries the visible vertices of `positions` (frame t-1)."""
+        if not s.use_flow:
+            return None
+        if t not in flow_cache_raw:
+            flow_cache_raw[t] = dense_flow(evidence[t - 1], evidence[t])
+        flow, valid = flow_cache_raw[t]
+        uv, depth = project(positions, cam_fixed)
+        uv_np = uv.numpy()
+        vis = visible_points(uv_np, depth.numpy(), width, height)
+        ij = np.clip(np.round(uv_np).astype(int), 0, [width - 1, height - 1])
+        ok = vis & valid[ij[:, 1], ij[:, 0]]
+        if ok.sum() < 10:
+            return None
+        idx = torch.as_tensor(np.flatnonzero(ok))
+        carried = uv[idx] + _sample(torch.from_numpy(flow), uv[idx])
+        return idx, carried
+
+    track_state = {}
+
+    def advance_tracks(t: int):
+        """Frame 0's visible points carried by the flow to frame t (chained, forward-backward
+        checked, dropped when they leave the mask): targets that do not drift with the fit."""
+        if not s.use_flow:
+            return None
+        if not track_state:
+            uv0, d0 = project(rest_t, cam_fixed)
+            vis = visible_points(uv0.numpy(), d0.numpy(), width, height)
+            track_state["idx"] = np.flatnonzero(vis)
+            track_state["uv"] = uv0.numpy()[vis].astype(np.float32)
+        flow, valid = flow_cache_raw[t]
+        idx, uv = track_state["idx"], track_state["uv"]
+        ij = np.round(uv).astype(int)
+        inside = (ij[:, 0] >= 0) & (ij[:, 0] < width) & (ij[:, 1] >= 0) & (ij[:, 1] < height)
+        ij = np.clip(ij, 0, [width - 1, height - 1])
+        ok = inside & valid[ij[:, 1], ij[:, 0]]
+        moved = uv[ok] + _sample(torch.from_numpy(flow), torch.from_numpy(uv[ok])).numpy()
+        ij = np.clip(np.round(moved).astype(int), 0, [width - 1, height - 1])
+        keep = evidence[t].mask[ij[:, 1], ij[:, 0]]
+        track_state["idx"], track_state["uv"] = idx[ok][keep], moved[keep]
+        if len(track_state["idx"]) < 10:
+            return None
+        return torch.as_tensor(track_state["idx"]), torch.as_tensor(track_state["uv"])
+
+    flow_cache_raw = {}
+
+    def frame_loss(t, rv, tr, prev_rv, prev_tr, prev_pos, targets, tracks=None):
+        pos = graph.deform(rest_t, rv, tr, sub)
+        uv, _ = project(pos, cam_fixed)
+        inside, coverage = _silhouette_terms(uv, frames_t[t], px, cover_idx)
+        loss = s.w_inside * inside + s.w_coverage * coverage + s.w_rigid * graph.regularity(rv, tr)
+        if targets is not None:
+            idx, carried = targets
+            r = (uv[idx] - carried) * px
+            loss = loss + s.w_flow * F.huber_loss(r, torch.zeros_like(r), delta=0.01, reduction="sum") / len(idx)
+        if tracks is not None:
+            idx, carried = tracks
+            r = (uv[idx] - carried) * px
+            loss = loss + s.w_track * F.huber_loss(r, torch.zeros_like(r), delta=0.01, reduction="sum") / len(idx)
+        step = pos - prev_pos
+        along = step @ view_dir
+        loss = loss + s.w_still * ((step ** 2).sum(-1).mean() + s.depth_still * (along ** 2).mean())
+        return loss, pos
+
+    report = []
+    positions = torch.empty(n_frames, len(sub), 3)
+    positions[0] = rest_t
+    iou_still = [silhouette_iou(project(rest_all, cam_fixed)[0].numpy(), fw, masks[t]) for t in range(n_frames)]
+    t0 = time.monotonic()
+    flow_cache, track_cache = {}, {}
+    for t in range(1, n_frames):
+        rv = rvecs[t - 1].clone().requires_grad_(True)
+        tr = trans[t - 1].clone().requires_grad_(True)
+        prev = positions[t - 1]
+        targets = flow_targets(prev, t)
+        flow_cache[t] = targets
+        tracks = track_cache[t] = advance_tracks(t)
+        opt = torch.optim.Adam([rv, tr], lr=s.lr)
+        for _ in range(s.iterations):
+            opt.zero_grad()
+            loss, _ = frame_loss(t, rv, tr, rvecs[t - 1], trans[t - 1], prev, targets, tracks)
+            loss.backward()
+            opt.step()
+            check()
+        with torch.no_grad():
+            rvecs[t], trans[t] = rv.detach(), tr.detach()
+            positions[t] = graph.deform(rest_t, rvecs[t], trans[t], sub)
+        if progress:
+            progress(1 + t, total_steps, f"fitted frame {t}/{n_frames - 1}")
+    secs["frames"] = time.monotonic() - t0
+
+    # Joint pass: all frames together, the flow targets kept, plus smooth acceleration.
+    t0 = time.monotonic()
+    if s.joint_iterations and n_frames > 2:
+        rv_all = rvecs[1:].clone().requires_grad_(True)
+        tr_all = trans[1:].clone().requires_grad_(True)
+        opt = torch.optim.Adam([rv_all, tr_all], lr=s.lr * 0.5)
+        for it in range(s.joint_iterations):
+            opt.zero_grad()
+            total = 0.0
+            pos_all = [rest_t]
+            for t in range(1, n_frames):
+                loss, pos = frame_loss(t, rv_all[t - 1], tr_all[t - 1], None, None, positions[t - 1],
+                                       flow_cache.get(t), track_cache.get(t))
+                pos_all.append(pos)
+                total = total + loss
+            stacked = torch.stack(pos_all)
+            accel = stacked[2:] - 2 * stacked[1:-1] + stacked[:-2]
+            total = total + s.w_accel * (accel ** 2).sum(-1).mean() * n_frames
+            total.backward()
+            opt.step()
+            check()
+            if progress and (it + 1) % max(1, s.joint_iterations // (n_frames - 1)) == 0:
+                progress(min(n_frames + (it + 1) * (n_frames - 1) // s.joint_iterations, total_steps - 1),
+                         total_steps, f"joint pass {it + 1}/{s.joint_iterations}")
+        with torch.no_grad():
+            rvecs[1:], trans[1:] = rv_all.detach(), tr_all.detach()
+            for t in range(1, n_frames):
+                positions[t] = graph.deform(rest_t, rvecs[t], trans[t], sub)
+    secs["joint"] = time.monotonic() - t0
+
+    # Every vertex now, from the fitted node motions (rvecs/trans hold the final values).
+    full = torch.stack([graph.deform(rest_all, rvecs[t], trans[t]) for t in range(n_frames)]).detach()
+    for t in range(n_frames):
+        uv = project(full[t], cam_fixed)[0].numpy()
+        entry = {"frame": t, "iou_before": round(iou_still[t], 4),
+                 "iou_after": round(silhouette_iou(uv, fw, masks[t]), 4)}
+        if t and flow_cache.get(t) is not None:
+            idx, carried = flow_cache[t]
+            still_uv = project(rest_t, cam_fixed)[0]
+            fit_uv = project(positions[t], cam_fixed)[0]
+            entry["flow_residual_before"] = round(float((still_uv[idx] - carried).norm(dim=-1).mean()), 3)
+            entry["flow_residual_after"] = round(float((fit_uv[idx] - carried).norm(dim=-1).mean()), 3)
+        report.append(entry)
+    if progress:
+        progress(total_steps, total_steps, "done")
+
+    moved = full.numpy().astype(np.float64) / scale + centre  # [T, Vw, 3] in the mesh's units
+    offsets = (moved - vw[None])[:, weld].astype(np.float32)
+    offsets[0] = 0.0
+    k_, r_, t_ = cam_fixed
+    # Back to the caller's frame: p_cam = R p + t with t = t_n / s - R c.
+    out_cam = Camera(cam.fx, cam.fy, cam.cx, cam.cy, width, height, r_.numpy().astype(np.float64),
+                     t_.numpy().astype(np.float64) / scale - r_.numpy().astype(np.float64) @ centre)
+    secs["total"] = time.monotonic() - started
+    return FitResult(offsets, out_cam, report, estimated, float(max(iou_before, iou_after)), secs)
