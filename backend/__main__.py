@@ -8,7 +8,7 @@ import sys
 
 from .errors import BackendError
 
-BENCHES = ("register", "extract")
+BENCHES = ("register", "extract", "generate", "fit")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -50,6 +50,13 @@ def _parser() -> argparse.ArgumentParser:
                                                   "anchor.glb, report.json")
     gen.add_argument("--mesh", default=None, help="animate this mesh instead of generating one from frame 0; "
                                                   "the result keeps its vertices, order and coordinates")
+    gen.add_argument("--method", default="learned", choices=["learned", "fit", "auto"],
+                     help="learned (default): ActionMesh's models; fit: fit --mesh to the frames' masks and "
+                          "optical flow on the CPU, no weights; auto: learned then fit from its result when the models "
+                          "are stored, else fit")
+    gen.add_argument("--camera", default=None, help="--method fit/auto: the frames' camera (camera.json, OpenCV "
+                                                    "convention, the mesh's coordinates); default: estimated from "
+                                                    "frame 0's mask")
     gen.add_argument("--known", action="append", default=[], metavar="FRAME=MESH",
                      help="a keyframe's shape (frame counted in the selected frames, 1..T-1); repeatable")
     gen.add_argument("--loop", action="store_true", help="make the last frame's shape the first's")
@@ -136,6 +143,10 @@ def main(argv=None) -> int:
     if argv[:1] == ["bench"] and len(argv) > 1 and argv[1] in BENCHES:
         if argv[1] == "extract":
             from .bench.extract import main as bench_main
+        elif argv[1] == "generate":
+            from .bench.generate import main as bench_main
+        elif argv[1] == "fit":
+            from .bench.fit import main as bench_main
         else:
             from .bench.register import main as bench_main
         return bench_main(argv[2:])
@@ -162,7 +173,8 @@ def main(argv=None) -> int:
                         loop=args.loop, masks=args.masks, start=args.start, frames=args.frames, stride=args.stride,
                         fps=args.fps, seed=args.seed, device=args.device, fast=args.fast, low_vram=args.low_vram,
                         models_dir=args.models, stage1_meshes=args.stage1_meshes, stage0_steps=args.stage0_steps,
-                        stage1_steps=args.stage1_steps, resolution=args.resolution)
+                        stage1_steps=args.stage1_steps, resolution=args.resolution, method=args.method,
+                        camera=args.camera)
     if args.command == "reconstruct":
         from .pipelines import run_reconstruct
 

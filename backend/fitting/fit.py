@@ -110,9 +110,45 @@ def _silhouette_terms(uv, frame: _Frame, scale: float, cover_idx):
     return inside, coverage
 
 
+def _graph_pose(graph, init_offsets, weld, n_welded, centre, scale, rest_t, sub, s, check):
+    """Node rotations and translations [T, N, 3] whose deformation best matches the poses
+    vertices + init_offsets (in the normalised, welded frame the fit works in): translations
+    start as the weighted mean displacement around each node, then a few Adam steps on the
+    position error plus the graph's own regulariser (so an unsmooth start is smoothed)."""
+    counts = np.bincount(weld, minlength=n_welded).astype(np.float64)
+    per_welded = np.stack([np.stack([np.bincount(weld, init_offsets[t, :, c], n_welded) for c in range(3)], -1)
+                           for t in range(len(init_offsets))]) / np.maximum(counts, 1)[None, :, None]
+    disp = torch.as_tensor(per_welded * scale, dtype=torch.float32)[:, sub]  # [T, P, 3] normalised units
+    tens = graph.tensors(torch.float32)
+    vn, vw = tens["vn"][sub], tens["vw"][sub]
+    # Weighted mean displacement of the points each node moves.
+    weight = torch.zeros(graph.n_nodes).index_add_(0, vn.reshape(-1), vw.reshape(-1)).clamp_min(1e-9)
+    rvecs = torch.zeros(len(disp), graph.n_nodes, 3)
+    trans = torch.stack([torch.zeros(graph.n_nodes, 3).index_add_(
+        0, vn.reshape(-1), (vw[..., None] * d[:, None, :]).reshape(-1, 3)) / weight[:, None] for d in disp])
+    for t in range(1, len(disp)):
+        rv = rvecs[t].clone().requires_grad_(True)
+        tr = trans[t].clone().requires_grad_(True)
+        target = rest_t + disp[t]
+        opt = torch.optim.Adam([rv, tr], lr=s.lr)
+        for _ in range(max(1, s.iterations)):
+            opt.zero_grad()
+            pos = graph.deform(rest_t, rv, tr, sub)
+            loss = ((pos - target) ** 2).sum(-1).mean() + s.w_rigid * graph.regularity(rv, tr)
+            loss.backward()
+            opt.step()
+            check()
+        rvecs[t], trans[t] = rv.detach(), tr.detach()
+    return rvecs, trans
+
+
 def fit_video(vertices, faces, frames, *, camera: Camera | None = None, settings: FitSettings | None = None,
-              progress=None, should_cancel=None) -> FitResult:
+              progress=None, should_cancel=None, init_offsets=None) -> FitResult:
     """Per-frame offsets that make (vertices, faces) follow the object in RGBA `frames` [T, H, W, 4].
+
+    init_offsets [T, V, 3] (optional, the mesh's units and vertex order, e.g. a learned
+    prediction): each frame's fit starts from that pose instead of the previous frame's solution
+    (the graph's node motions are first fitted to it); the terms minimised are the same.
 
     progress(step, total, message) after the camera and after every frame of each pass;
     should_cancel() is polled between iterations (raises Cancelled). BadInput on empty masks,
@@ -123,12 +159,12 @@ def fit_video(vertices, faces, frames, *, camera: Camera | None = None, settings
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _fit(vertices, faces, frames, camera, settings, progress, should_cancel)
+        return _fit(vertices, faces, frames, camera, settings, progress, should_cancel, init_offsets)
     finally:
         torch.set_num_threads(threads)
 
 
-def _fit(vertices, faces, frames, camera, settings, progress, should_cancel) -> FitResult:
+def _fit(vertices, faces, frames, camera, settings, progress, should_cancel, init_offsets=None) -> FitResult:
     s = settings or FitSettings()
     started = time.monotonic()
     secs = {}
@@ -143,6 +179,12 @@ def _fit(vertices, faces, frames, camera, settings, progress, should_cancel) -> 
         raise BadInput(f"fitting needs at least 2 RGBA frames [T, H, W, 4], got shape {frames.shape}")
     masks = masks_from_frames(frames)
     n_frames, height, width = masks.shape
+    if init_offsets is not None:
+        init_offsets = np.asarray(init_offsets, dtype=np.float64)
+        if init_offsets.shape != (n_frames,) + v.shape:
+            raise BadInput(f"init_offsets: expected [T, V, 3] = {(n_frames,) + v.shape}, got {init_offsets.shape}")
+        if not np.isfinite(init_offsets).all():
+            raise BadInput("init_offsets: contains NaN or infinite values")
     px = 1.0 / max(height, width)  # image distances in units of the larger side
     rng = np.random.default_rng(s.seed)
     evidence = [frame_evidence(frames[t], masks[t], rng) for t in range(n_frames)]
@@ -212,6 +254,9 @@ def _fit(vertices, faces, frames, camera, settings, progress, should_cancel) -> 
     n = graph.n_nodes
     rvecs = torch.zeros(n_frames, n, 3)
     trans = torch.zeros(n_frames, n, 3)
+    start_rv = start_tr = None
+    if init_offsets is not None:
+        start_rv, start_tr = _graph_pose(graph, init_offsets, weld, len(vw), centre, scale, rest_t, sub, s, check)
 
     def flow_targets(positions: torch.Tensor, t: int):
         """Where the flow from frame t-1 to t carries the visible vertices of `positions` (frame t-1)."""
@@ -284,8 +329,9 @@ def _fit(vertices, faces, frames, camera, settings, progress, should_cancel) -> 
     t0 = time.monotonic()
     flow_cache, track_cache = {}, {}
     for t in range(1, n_frames):
-        rv = rvecs[t - 1].clone().requires_grad_(True)
-        tr = trans[t - 1].clone().requires_grad_(True)
+        # From the previous frame's solution, or from the caller's starting pose for this frame.
+        rv = (rvecs[t - 1] if start_rv is None else start_rv[t]).clone().requires_grad_(True)
+        tr = (trans[t - 1] if start_tr is None else start_tr[t]).clone().requires_grad_(True)
         prev = positions[t - 1]
         targets = flow_targets(prev, t)
         flow_cache[t] = targets

@@ -25,6 +25,18 @@
 With --mesh the result is on the given mesh's own vertices, in its order and coordinates (the
 welded copy only feeds the models), so UVs and materials of the original carry over.
 
+--method fit (no models, CPU): the --mesh is fitted to the frames by backend.fitting.fit_video:
+the camera from --camera (camera.json, OpenCV's convention) or estimated from frame 0's mask,
+then per-frame deformation-graph motion against the masks and the optical flow. The frames are
+used uncropped (the camera sees them whole). Same outputs, plus camera.json (the camera used)
+and, in report.json, the per-frame silhouette IoU and flow residual before and after the fit.
+Warnings: a frame-0 silhouette IoU under 0.3 after the camera step (the mesh may not be the
+object), masks touching the image's edge (the object leaves the frame). --method auto runs the
+learned pipeline when its models are all stored and then fit_video from its result (each frame's
+fit starts from the learned pose; camera.json and report.json's "fit" as above); without the
+models it falls back to fit (a warning names what is missing), or, with no --mesh to fit, to the
+learned path's own error naming the models to fetch.
+
 Memory: each model is loaded when its stage starts and released when it ends, so only one large
 model is on the device at a time. --low-vram also runs the guidance batch as two passes and
 decodes in smaller chunks. On CUDA the models run under bf16 autocast (fp16 where bf16 is not
@@ -43,6 +55,7 @@ clear the autocast cache).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import json
 import os
@@ -57,6 +70,7 @@ from typing import Dict, Iterable, List, Mapping, Optional
 import numpy as np
 
 from ..errors import BadInput, Unsupported
+from ..geometry.weld import weld
 from ..jobs import JobContext
 
 # ------------------------------------------------------------------ the release's settings
@@ -78,13 +92,18 @@ QUERY_CHUNK, LOW_VRAM_QUERY_CHUNK = 65_536, 16_384  # points per VAE field query
 STAGE2_QUERY_CHUNK, LOW_VRAM_STAGE2_QUERY_CHUNK = 16_384, 4_096  # vertices per read-out call
 # Tokens per Stage II self-attention pass (target frames x window frames x (tokens + 1)).
 STAGE2_TOKEN_BUDGET = 32_768
-# Vertices closer than this (in the normalised [-1, 1] box) are one point of the surface: UV
-# seams and hard edges duplicate vertices exactly, float32 files round them within ~1e-7.
-WELD_TOLERANCE = 1e-6
 
 DEVICES = ("auto", "cuda", "mps", "cpu")
 OUTPUT_NAMES = ("animation.npz", "animated.glb", "anchor.glb", "report.json", "stage1")
 REPORT_KIND = "actionmesh-generate"
+# learned: ActionMesh's models (Stage 0, I, II); fit: video-guided fitting of the given mesh
+# (backend.fitting: no weights, no GPU); auto: learned then fitted from its result when the
+# models are all stored, else fit.
+METHODS = ("learned", "fit", "auto")
+LEARNED_MODELS = ("actionmesh", "dinov2", "triposg")
+# Below this silhouette IoU at frame 0 after the camera step, the mesh and the frames' object
+# probably are not the same thing (or the camera is far off): the fit is then not to be trusted.
+LOW_CAMERA_IOU = 0.3
 
 
 # ------------------------------------------------------------------ device, precision, memory
@@ -214,16 +233,6 @@ class AnchorMesh:
     center: np.ndarray
     scale: float
     source: str = ""
-
-
-def weld(vertices: np.ndarray, faces: np.ndarray, tolerance: float = WELD_TOLERANCE):
-    """-> (welded vertices, faces on them without degenerate ones, map input vertex -> welded)."""
-    keys = np.round(np.asarray(vertices, dtype=np.float64) / tolerance).astype(np.int64)
-    _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
-    inverse = inverse.reshape(-1)
-    f = inverse[np.asarray(faces, dtype=np.int64)]
-    ok = (f[:, 0] != f[:, 1]) & (f[:, 1] != f[:, 2]) & (f[:, 0] != f[:, 2])
-    return np.asarray(vertices, dtype=np.float64)[first], f[ok], inverse
 
 
 def anchor_from_mesh(vertices: np.ndarray, faces: np.ndarray, source: str = "") -> AnchorMesh:
@@ -598,6 +607,156 @@ def model_revisions(models_dir: Optional[str], names: Iterable[str]) -> dict:
     return out
 
 
+# ------------------------------------------------------------------ method "fit"
+
+
+def missing_learned_models(models_dir: Optional[str]) -> List[str]:
+    """The learned pipeline's models that are not stored whole, each with its state."""
+    from ..hub import READY, get_model, open_store
+
+    store = open_store(models_dir)
+    out = []
+    for name in LEARNED_MODELS:
+        status = store.status(get_model(name))
+        if status.state != READY:
+            out.append(f"{name} ({status.state})")
+    return out
+
+
+def border_frames(rgba: np.ndarray, indices) -> List[int]:
+    """Frames (numbered as the clip's source) whose mask reaches the image's edge: the object is
+    cut off there, so its silhouette is not the whole object."""
+    from ..fitting.evidence import ALPHA_THRESHOLD
+
+    out = []
+    for i, frame in enumerate(rgba):
+        mask = frame[..., 3] > ALPHA_THRESHOLD
+        if mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any():
+            out.append(int(indices[i]))
+    return out
+
+
+def refine_by_fitting(ctx: JobContext, anchor, offsets: np.ndarray, rgba: np.ndarray, camera, seed: int,
+                      warnings: List[str]):
+    """Method "auto": the learned offsets as each frame's starting pose for fit_video on the
+    uncropped frames (same terms as --method fit). -> (fitted offsets, the report's "fit" entry)."""
+    from ..fitting.fit import FitSettings, fit_video
+
+    settings = FitSettings(seed=seed)
+    fitted = fit_video(anchor.vertices, anchor.faces, rgba, camera=camera, settings=settings, init_offsets=offsets,
+                       progress=lambda i, n, msg: ctx.progress("fit", i, n, msg), should_cancel=ctx.should_cancel)
+    if fitted.camera_iou < LOW_CAMERA_IOU:
+        warnings.append(f"the mesh covers the object in frame 0 poorly even after placing the camera "
+                        f"(silhouette IoU {fitted.camera_iou:.2f} < {LOW_CAMERA_IOU}): the fit's refinement may "
+                        "be wrong")
+    if not np.isfinite(fitted.offsets).all():
+        raise RuntimeError("the fit produced non-finite vertex positions")
+    return fitted.offsets, {
+        "camera_used": fitted.camera.to_dict(), "camera_estimated": fitted.camera_estimated,
+        "camera_iou": fitted.camera_iou, "per_frame": fitted.report,
+        "iou_after": round(float(np.mean([r["iou_after"] for r in fitted.report])), 4),
+        "settings": dataclasses.asdict(settings), "seconds": {k: round(v, 3) for k, v in fitted.seconds.items()}}
+
+
+def _run_fit(ctx: JobContext, *, input, out_dir: Path, mesh: Optional[str], camera: Optional[str],
+             masks: Optional[str], start: int, frames: Optional[int], stride: int, fps: Optional[float], seed: int,
+             device: str, models_dir: Optional[str], warnings: List[str], started: float) -> dict:
+    """Method "fit": the given mesh made to follow the frames' object (backend.fitting.fit_video),
+    on the CPU, with no learned weights (RMBG-1.4 only when frames lack alpha and --masks, as in
+    the learned pipeline). Writes what the learned pipeline writes, plus camera.json."""
+    from ..fitting import camera as fit_camera
+    from ..fitting.fit import FitSettings, fit_video
+    from ..gltf_export import write_animated_glb
+    from ..io import read_frames
+    from ..meshio import MAX_REFERENCE_VERTICES, load_mesh, write_animation_npz
+
+    if mesh is None:
+        raise BadInput("--method fit animates a given mesh: pass --mesh FILE (the object in frame 0's pose)")
+    given_camera = fit_camera.Camera.load(camera) if camera is not None else None
+    ctx.progress("prepare", 0, 1, f"reading {input if isinstance(input, (str, Path)) else 'the frames'}")
+    clip = read_frames(input, start=start, frames=frames, stride=stride, fps=fps)
+    warnings += clip.notes
+    count = len(clip)
+    if count < 2:
+        raise BadInput(f"fitting follows motion: it needs at least 2 frames, {clip.source} gave {count}")
+    anchor_mesh = load_mesh(mesh, role="mesh")
+    if len(anchor_mesh.vertices) > MAX_REFERENCE_VERTICES:
+        raise BadInput(f"mesh has {len(anchor_mesh.vertices):,} vertices; the limit is {MAX_REFERENCE_VERTICES:,}. "
+                       "Decimate it first")
+    # The frames' own alpha, else --masks, else RMBG where stored: the same rules as the learned
+    # pipeline (fully transparent frames are refused there, by number).
+    rgba = frames_with_alpha(ctx, clip, masks, models_dir, pick_device(device), warnings)
+    cut = border_frames(rgba, clip.indices)
+    if cut:
+        warnings.append(f"the object touches the image's edge in frame(s) {', '.join(map(str, cut[:12]))}"
+                        f"{' ...' if len(cut) > 12 else ''}: its silhouette is cut off there, so the fit "
+                        "may pull the mesh into the frame")
+    ctx.progress("prepare", 1, 1, f"{count} frames, {rgba.shape[2]}x{rgba.shape[1]}")
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
+    try:
+        settings = FitSettings(seed=seed)
+        fitted = fit_video(anchor_mesh.vertices, anchor_mesh.faces, rgba, camera=given_camera, settings=settings,
+                           progress=lambda i, n, msg: ctx.progress("fit", i, n, msg),
+                           should_cancel=ctx.should_cancel)
+        offsets = fitted.offsets
+        if not np.isfinite(offsets).all():
+            raise RuntimeError("the fit produced non-finite vertex positions")
+        if fitted.camera_iou < LOW_CAMERA_IOU:
+            warnings.append(f"the mesh covers the object in frame 0 poorly even after placing the camera "
+                            f"(silhouette IoU {fitted.camera_iou:.2f} < {LOW_CAMERA_IOU}): the mesh may not be "
+                            "the object in the frames, or not in frame 0's pose"
+                            + ("" if given_camera is None else ", or the camera does not match the frames"))
+        iou_before = float(np.mean([r["iou_before"] for r in fitted.report]))
+        iou_after = float(np.mean([r["iou_after"] for r in fitted.report]))
+        if iou_after < iou_before:
+            warnings.append(f"the fitted mesh matches the silhouettes worse than the still mesh (mean IoU "
+                            f"{iou_after:.3f} vs {iou_before:.3f}); check the mesh, the masks and the camera")
+
+        vertices, faces = anchor_mesh.vertices, anchor_mesh.faces
+        ctx.progress("write", 0, 4, "writing animation.npz")
+        name = Path(mesh).stem
+        write_animation_npz(tmp / "animation.npz", vertices, faces, offsets, clip.fps)
+        ctx.progress("write", 1, 4, "writing animated.glb")
+        write_animated_glb(tmp / "animated.glb", vertices, faces, offsets, clip.fps, name=name)
+        ctx.progress("write", 2, 4, "writing anchor.glb and camera.json")
+        _write_mesh_glb(tmp / "anchor.glb", vertices, faces)
+        camera_dict = fitted.camera.to_dict()
+        (tmp / "camera.json").write_text(json.dumps(camera_dict, indent=1) + "\n")
+        result = {
+            "out": str(out_dir), "method": "fit", "animation": str(out_dir / "animation.npz"),
+            "glb": str(out_dir / "animated.glb"), "anchor": str(out_dir / "anchor.glb"),
+            "camera": str(out_dir / "camera.json"), "report": str(out_dir / "report.json"),
+            "frames": count, "vertices": int(len(vertices)), "faces": int(len(faces)), "fps": clip.fps,
+            "device": "cpu", "camera_estimated": fitted.camera_estimated,
+            "camera_iou": round(fitted.camera_iou, 4), "iou_before": round(iou_before, 4),
+            "iou_after": round(iou_after, 4), "seconds": round(time.monotonic() - started, 3), "warnings": warnings,
+        }
+        report = {
+            "kind": REPORT_KIND, "command": "generate", "method": "fit",
+            "input": {"source": clip.source, "indices": clip.indices, "source_fps": clip.source_fps,
+                      "source_frames": clip.source_frames, "fps": clip.fps},
+            "settings": {"mesh": mesh, "camera": camera, "masks": masks, "start": start, "frames": frames,
+                         "stride": stride, "seed": seed, "fit": dataclasses.asdict(settings)},
+            "camera_used": camera_dict, "camera_estimated": fitted.camera_estimated,
+            "camera_iou": fitted.camera_iou, "per_frame": fitted.report,
+            "fit_seconds": {k: round(v, 3) for k, v in fitted.seconds.items()},
+            **{k: v for k, v in result.items() if k not in ("warnings", "camera")},
+            "warnings": warnings,
+        }
+        report["seconds"] = round(time.monotonic() - started, 3)
+        (tmp / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+        ctx.check_cancel()
+        _publish(tmp, out_dir)
+        ctx.progress("write", 4, 4, f"done: {out_dir}")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    result["seconds"] = round(time.monotonic() - started, 3)
+    return result
+
+
 # ------------------------------------------------------------------ the job
 
 
@@ -606,8 +765,14 @@ def run_generate(ctx: JobContext, *, input, out: str, mesh: Optional[str] = None
                  fps: Optional[float] = None, seed: int = 44, device: str = "auto", fast: bool = False,
                  low_vram: bool = False, models_dir: Optional[str] = None, stage1_meshes: bool = False,
                  stage0_steps: Optional[int] = None, stage1_steps: Optional[int] = None,
-                 resolution: int = EXTRACT_RESOLUTION, face_budget: int = FACE_BUDGET) -> dict:
+                 resolution: int = EXTRACT_RESOLUTION, face_budget: int = FACE_BUDGET,
+                 method: str = "learned", camera: Optional[str] = None) -> dict:
     """Video (a file, a folder of frames, or an array [T, H, W, 3|4]) -> animated mesh in `out`.
+
+    `method`: "learned" (ActionMesh's models), "fit" (fit `mesh` to the frames' silhouettes and
+    optical flow, no weights; `camera` a camera.json, else the camera is estimated), "auto"
+    (the learned result refined by fitting when its models are all stored, else fit with a warning
+    naming what is missing).
 
     See the module docstring for the method. `known`: keyframes FRAME=MESH (frame numbers count
     the selected frames, 0-based; frame 0 is the anchor, give it with `mesh`); with `mesh` they
@@ -631,6 +796,37 @@ def run_generate(ctx: JobContext, *, input, out: str, mesh: Optional[str] = None
     warnings: List[str] = []
     # -- arguments, before anything is read or loaded
     seed = _check_int("seed", seed, 0)
+    if method not in METHODS:
+        raise BadInput(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    refine = False  # auto with the models stored: the learned result, then fitted to the frames
+    if method == "auto":
+        missing = missing_learned_models(models_dir)
+        if not missing:
+            method, refine = "learned", True
+        elif mesh is not None and not known and not loop:
+            warnings.append(f"the learned models are absent ({', '.join(missing)}; python -m backend models "
+                            "download): animated the mesh by video-guided fitting instead (--method fit)")
+            method = "fit"
+        else:
+            method = "learned"  # nothing to fit without a mesh: the learned path names what to fetch
+    if method == "fit":
+        if known or loop:
+            raise BadInput("--known and --loop are for the learned method; --method fit follows the frames only")
+        out_dir = Path(out).expanduser()
+        check_output_folder(out_dir)
+        return _run_fit(ctx, input=input, out_dir=out_dir, mesh=mesh, camera=camera, masks=masks, start=start,
+                        frames=frames, stride=stride, fps=fps, seed=seed, device=device, models_dir=models_dir,
+                        warnings=warnings, started=started)
+    fit_camera = None
+    if camera is not None and not refine:
+        warnings.append("--camera is used by --method fit and auto only; the learned pipeline ignored it")
+    elif camera is not None and mesh is None:
+        # A generated anchor lives in the model's box, not in the coordinates a camera.json names.
+        warnings.append("--camera needs --mesh (its coordinates); the camera was estimated from frame 0 instead")
+    elif camera is not None:
+        from ..fitting.camera import Camera
+
+        fit_camera = Camera.load(camera)
     s0 = _check_int("stage0_steps", stage0_steps, 1) if stage0_steps is not None else (
         FAST_STAGE0_STEPS if fast else STAGE0_STEPS)
     s1 = _check_int("stage1_steps", stage1_steps, 1) if stage1_steps is not None else (
@@ -744,6 +940,11 @@ def run_generate(ctx: JobContext, *, input, out: str, mesh: Optional[str] = None
         offsets = (per_vertex - per_vertex[:1]) / anchor.scale
         if not np.isfinite(offsets).all():
             raise RuntimeError("Stage II produced non-finite vertex positions")
+        fit_summary = None
+        if refine:
+            with meter("fit"):
+                offsets, fit_summary = refine_by_fitting(ctx, anchor, offsets, rgba, fit_camera, seed, warnings)
+            (tmp / "camera.json").write_text(json.dumps(fit_summary["camera_used"], indent=1) + "\n")
 
         if stage1_meshes:
             with meter("stage1_meshes"):
@@ -765,6 +966,9 @@ def run_generate(ctx: JobContext, *, input, out: str, mesh: Optional[str] = None
             "frames": count, "vertices": int(len(anchor.vertices)), "faces": int(len(anchor.faces)),
             "fps": clip.fps, "device": dev, "seconds": round(time.monotonic() - started, 3), "warnings": warnings,
         }
+        if fit_summary is not None:
+            result.update(method="auto", camera=str(out_dir / "camera.json"),
+                          camera_estimated=fit_summary["camera_estimated"], iou_after=fit_summary["iou_after"])
         report = {
             "kind": REPORT_KIND, "command": "generate",
             "input": {"source": clip.source, "indices": clip.indices, "source_fps": clip.source_fps,
@@ -784,6 +988,9 @@ def run_generate(ctx: JobContext, *, input, out: str, mesh: Optional[str] = None
             "stages": meter.stages, **{k: v for k, v in result.items() if k not in ("warnings",)},
             "warnings": warnings,
         }
+        if fit_summary is not None:
+            report["method"] = "auto"
+            report["fit"] = fit_summary
         report["seconds"] = round(time.monotonic() - started, 3)
         (tmp / "report.json").write_text(json.dumps(report, indent=1) + "\n")
         ctx.check_cancel()
