@@ -1,7 +1,7 @@
 """BriaRMBG: the background-removal network of RMBG-1.4, our own implementation.
 
 RMBG-1.4 (`briaai/RMBG-1.4`) is an IS-Net ("DIS", Qin et al. 2022) trained by BRIA on its own
-data. The release loads it with `trust_remote_code=True`, i.e. by running the `briarmbg.py` of the
+data. The release loads it with transformers' remote code enabled, i.e. by running the `briarmbg.py` of the
 Hugging Face repository; we never do that. This module defines the same network so the released
 `model.safetensors` loads strictly into OUR class, and `config.json` is read for two integers only.
 
