@@ -8,7 +8,7 @@ import sys
 
 from .errors import BackendError
 
-BENCHES = ("register", "extract", "generate", "fit")
+BENCHES = ("register", "extract", "generate", "fit", "keys")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -147,6 +147,8 @@ def main(argv=None) -> int:
             from .bench.generate import main as bench_main
         elif argv[1] == "fit":
             from .bench.fit import main as bench_main
+        elif argv[1] == "keys":
+            from .bench.keys import main as bench_main
         else:
             from .bench.register import main as bench_main
         return bench_main(argv[2:])
