@@ -5,6 +5,7 @@
                        exit 2 naming what is missing/partial and the command that fetches it
     models path NAME   [--models DIR]             the folder holding the model's files
     models download    NAME|all [--models DIR] [--accept-licence] [--token T] [--json]
+    models remove      NAME [--models DIR]        delete that model's files (only ours, only there)
     models tiny-random DIR [--seed N] [--hub-cache CACHE]
                        small random models in the released layouts (tests, offline checks)
     weights manifest NAME                         {parameter: shape} of our module, official config
@@ -55,6 +56,11 @@ def _models_parser() -> argparse.ArgumentParser:
                     help="Hugging Face access token (default: $HF_TOKEN, or the one `hf auth login` stored); "
                          "never printed")
     dl.add_argument("--json", action="store_true", help="progress as JSON lines on stderr")
+
+    rm = sub.add_parser("remove", help="delete a model's files from the models folder or the hub cache")
+    rm.add_argument("name", help=f"one of {', '.join(MODELS)}")
+    rm.add_argument("--models", **where)
+    rm.add_argument("--json", action="store_true")
 
     tr = sub.add_parser("tiny-random", help="write small random models in the released layouts")
     tr.add_argument("dir", help="models folder to write (DIR/<org>/<name>/...)")
@@ -167,6 +173,21 @@ def cmd_download(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- remove
+
+
+def cmd_remove(args) -> int:
+    from .remove import remove_model
+
+    result = remove_model(get_model(args.name), open_store(args.models))
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"{result['repo_id']}: removed {len(result['removed'])} file(s) from {result['folder']}; "
+              f"now {result['state']}")
+    return 0
+
+
 # ---------------------------------------------------------------- tiny-random
 
 
@@ -181,7 +202,7 @@ def cmd_tiny_random(args) -> int:
 
 
 COMMANDS = {"list": cmd_list, "verify": cmd_verify, "path": cmd_path, "download": cmd_download,
-            "tiny-random": cmd_tiny_random}
+            "remove": cmd_remove, "tiny-random": cmd_tiny_random}
 
 
 def models_main(argv) -> int:

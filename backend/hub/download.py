@@ -64,6 +64,10 @@ class _ProgressWatcher(threading.Thread):
         self.stopped = threading.Event()
         self.last = -1
 
+    def files_done(self) -> int:
+        target = self.store.target(self.spec)
+        return sum(1 for rel in self.spec.files if (target / rel).is_file())
+
     def bytes_on_disk(self) -> int:
         target = self.store.target(self.spec)
         done = sum((target / rel).stat().st_size for rel in self.spec.files if (target / rel).is_file())
@@ -72,11 +76,13 @@ class _ProgressWatcher(threading.Thread):
     def report(self) -> None:
         try:
             current = self.bytes_on_disk()
+            files = self.files_done()
         except OSError:  # a file renamed between listing and stat: the next tick sees it
             return
         if current != self.last:
             self.last = current
-            self.emit(dict(event="progress", model=self.spec.name, bytes=current, total=self.spec.size_bytes))
+            self.emit(dict(event="progress", model=self.spec.name, bytes=current, total=self.spec.size_bytes,
+                           files_done=files, files=len(self.spec.files)))
 
     def run(self) -> None:
         while not self.stopped.wait(self.interval):
@@ -172,8 +178,9 @@ def describe_event(event: dict) -> str:
         return f"downloading {event['repo_id']} ({format_size(event['size_bytes'])}) into {event['target']}"
     if kind == "progress":
         total = max(event["total"], 1)
+        files = f", {event['files_done']}/{event['files']} files" if "files" in event else ""
         return f"{event['model']}: {format_size(event['bytes'])} of about {format_size(total)}" \
-               f" ({min(event['bytes'] / total, 1.0):.0%})"
+               f" ({min(event['bytes'] / total, 1.0):.0%}{files})"
     if kind == "done":
         return f"{event['model']}: {event['state']} in {event['folder']}"
     if kind == "remove_corrupt":

@@ -4,8 +4,12 @@ Each pipeline is a plain function taking its arguments and a JobContext; COMMAND
 protocol's command names to them so the CLI and the service run exactly the same code.
 """
 
+from .check import run_check
 from .generate import run_generate
+from .models import models_download, models_remove, models_status, models_verify
 from .reconstruct import run_reconstruct
 from .register import run_register
 
-COMMANDS = {"register": run_register, "reconstruct": run_reconstruct, "generate": run_generate}
+COMMANDS = {"register": run_register, "reconstruct": run_reconstruct, "generate": run_generate,
+            "models_status": models_status, "models_verify": models_verify, "models_download": models_download,
+            "models_remove": models_remove, "check": run_check}
