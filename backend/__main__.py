@@ -76,7 +76,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="also write each frame's Stage I shape (stage1/frame_XXXX.glb, stage1/latents.npy)")
     gen.add_argument("--stage0-steps", type=int, default=None, help="override TripoSG's steps (100; --fast 50)")
     gen.add_argument("--stage1-steps", type=int, default=None, help="override Stage I's steps (30; --fast 15)")
-    gen.add_argument("--resolution", type=int, default=512, help="surface extraction grid (default 512, the release's)")
+    gen.add_argument("--resolution", type=int, default=None,
+                     help="surface extraction grid (default: the model set's own, else 512, the release's)")
     gen.add_argument("--json", action="store_true", help="print the result as one JSON line")
 
     ex = sub.add_parser("example", help="write a synthetic example: a reference mesh and a sequence to register")

@@ -220,7 +220,7 @@ def test_released_folder_round_trip_is_strict_and_exact(rmbg, rmbg_folder):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # transformers' config keys are expected, not warned about
         loaded = BriaRMBG.from_pretrained(rmbg_folder)
-    assert loaded.config == {"in_ch": 3, "out_ch": 1}
+    assert loaded.config == {"in_ch": 3, "out_ch": 1, "width_scale": 1.0}  # our key's default: the released widths
     for (name, ours), (_, theirs) in zip(rmbg.state_dict().items(), loaded.state_dict().items()):
         assert ours.dtype == theirs.dtype and torch.equal(ours, theirs), name
     x = torch.randn(1, 3, 64, 64)
@@ -492,3 +492,98 @@ def test_apply_masks_and_a_misbehaving_remover_are_checked(shared_examples):
         ensure_alpha([])
     with pytest.raises(BadInput, match="same size"):
         ensure_alpha([rgba[0], rgba[1, :100]])
+
+
+# ---------------------------------------------------------------- a width-scaled stand-in, and RMBG inside `generate`
+
+
+def test_width_scale_keeps_the_released_layout_and_the_release_loads_at_full_width(rmbg, rmbg_folder):
+    """`width_scale` (ours) narrows every tensor and nothing else; the release's config.json has
+    no such key, so it loads at the released widths."""
+    small = BriaRMBG(width_scale=0.125)
+    ours, full = small.state_dict(), rmbg.state_dict()
+    assert list(ours) == list(full)
+    assert ours["conv_in.weight"].shape == (8, 3, 3, 3) and ours["side6.weight"].shape == (1, 64, 3, 3)
+    assert all(a.ndim == b.ndim for a, b in zip(ours.values(), full.values()))
+    assert sum(p.numel() for p in small.parameters()) < 1e6
+    assert "width_scale" not in json.loads((rmbg_folder / "config.json").read_text())
+    assert BriaRMBG.from_pretrained(rmbg_folder).config["width_scale"] == 1.0
+    with pytest.raises(ValueError, match="width_scale"):
+        BriaRMBG(width_scale=0)
+
+
+def _video_without_alpha(shared_examples, path, size=256, background=(40.0, 160.0, 90.0)):
+    """The kangaroo's RGBA frames composited on a plain background, alpha dropped, as an mp4."""
+    import cv2
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 12.0, (size, size))
+    assert writer.isOpened()
+    for frame in sorted((shared_examples / "kangaroo").glob("*.png")):
+        rgba = np.asarray(Image.open(frame).convert("RGBA").resize((size, size), Image.BILINEAR)).astype(np.float32)
+        alpha = rgba[..., 3:] / 255.0
+        rgb = rgba[..., :3] * alpha + np.array(background) * (1.0 - alpha)
+        writer.write(cv2.cvtColor(rgb.astype(np.uint8), cv2.COLOR_RGB2BGR))
+    writer.release()
+    return path
+
+
+@pytest.fixture(scope="module")
+def models_with_rmbg(tiny_models, tmp_path_factory):
+    """The tiny random set plus a tiny RMBG-1.4 in the released layout (briaai/RMBG-1.4/)."""
+    import shutil
+
+    from backend.hub.tiny import write_tiny_rmbg
+
+    models = tmp_path_factory.mktemp("with_rmbg") / "models"
+    shutil.copytree(tiny_models[0], models)
+    write_tiny_rmbg(models)
+    return models
+
+
+def test_tiny_rmbg_is_the_released_layout_and_gives_usable_masks(models_with_rmbg, shared_examples, tmp_path):
+    from backend.hub import READY, get_model, open_store
+
+    status = open_store(str(models_with_rmbg)).status(get_model("rmbg"))
+    assert status.state == READY
+    assert sorted(p.name for p in status.folder.iterdir()) == ["config.json", "model.safetensors"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the release's keys plus ours: nothing unknown
+        model = BriaRMBG.from_pretrained(status.folder)
+    assert model.config == {"in_ch": 3, "out_ch": 1, "width_scale": 0.125}
+    assert model.stage1.rebnconv1.bn_s1.num_batches_tracked.dtype == torch.int64
+    # Random weights know nothing about objects, but every frame gets a mask that is neither empty
+    # nor the whole frame, so a clip without alpha goes through the whole pipeline.
+    frames = np.stack([np.asarray(Image.open(p).convert("RGB"))
+                       for p in sorted((shared_examples / "kangaroo").glob("*.png"))[::5]])
+    masks = RMBGRemover(status.folder).masks(frames)
+    covered = (masks > 0).mean(axis=(1, 2))
+    assert ((covered > 0.01) & (covered < 0.99)).all(), covered
+
+
+def test_generate_without_alpha_uses_rmbg_and_without_it_fails_clearly(models_with_rmbg, tiny_models,
+                                                                       shared_examples, tmp_path):
+    """An mp4 without alpha (the kangaroo on a plain background) through `generate` with default
+    settings: with the RMBG model stored, its masks are used (the report says so) and the outputs are
+    written; without it, exit 2 with the named error and nothing written."""
+    from backend_cli import run_backend
+
+    video = _video_without_alpha(shared_examples, tmp_path / "kangaroo.mp4")
+    out = tmp_path / "out"
+    # 8 of the 16 frames: RMBG runs at the release's 1024 x 1024 input, ~1.4 s a frame here.
+    proc = run_backend("generate", "--input", video, "--out", out, "--models", models_with_rmbg, "--frames", "8",
+                       "--device", "cpu", "--json")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "background removal 8/8" in proc.stderr  # RMBG ran on every frame
+    report = json.loads((out / "report.json").read_text())
+    assert any("RMBG-1.4" in w for w in report["warnings"])
+    assert report["frames"] == 8 and report["settings"]["stage0"] == "triposg"
+    for name in ("animation.npz", "animated.glb", "anchor.glb"):
+        assert (out / name).stat().st_size > 0
+    with np.load(out / "animation.npz") as data:
+        assert data["offsets"].shape == (8, len(data["vertices"]), 3) and np.isfinite(data["offsets"]).all()
+
+    bare = tmp_path / "bare"
+    proc = run_backend("generate", "--input", video, "--out", bare, "--models", tiny_models[0], "--device", "cpu")
+    assert proc.returncode == 2, proc.stderr[-4000:]
+    assert "no alpha and no background remover" in proc.stderr and "models download rmbg" in proc.stderr
+    assert not bare.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".bare.")]

@@ -3,7 +3,8 @@
 The tiny set's networks are random (the shape VAE is the shipped tiny one), so these tests check
 the pipeline's contract, not the quality of the motion: inputs read and selected, the stages run
 over the right windows with the right known frames, outputs on the right vertices, errors clear
-and nothing left behind. Steps and extraction grids are cut to the minimum to keep the file fast.
+and nothing left behind. The runs use default settings (the release's steps; the tiny set's own
+64^3 grid and 64 tokens per frame), except the one that checks overrides are applied and recorded.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ import pytest
 
 from backend_cli import run_backend
 
-# Fewest steps and a coarse grid: the code paths are the same as the release's settings.
-FAST = dict(stage0_steps=2, stage1_steps=1, resolution=32, device="cpu")
-FAST_ARGS = ["--stage0-steps", "2", "--stage1-steps", "1", "--resolution", "32", "--device", "cpu"]
+DEFAULTS = dict(device="cpu")  # default settings, on the CPU
+# Overrides of every setting generate takes from the release or the model set.
+OVERRIDE_ARGS = ["--stage0-steps", "2", "--stage1-steps", "1", "--resolution", "32", "--device", "cpu"]
 
 
 def _leftovers(parent: Path, name: str) -> list:
@@ -121,7 +122,7 @@ def test_generate_from_frames_cli(tiny_models, shared_examples, tmp_path):
     models, _, _ = tiny_models
     out = tmp_path / "out"
     proc = run_backend("generate", "--input", _panda(shared_examples), "--out", out, "--models", models,
-                       "--frames", "5", "--stage1-meshes", "--json", *FAST_ARGS)
+                       "--frames", "5", "--stage1-meshes", "--json", *OVERRIDE_ARGS)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["frames"] == 5 and result["fps"] == 24.0
@@ -141,6 +142,10 @@ def test_generate_from_frames_cli(tiny_models, shared_examples, tmp_path):
     report = json.loads((out / "report.json").read_text())
     assert report["seed"] == 44 and report["settings"]["stage0"] == "triposg"
     assert report["settings"]["stage0_steps"] == 2 and report["settings"]["stage0_guidance"] == 7.5
+    assert report["settings"]["resolution"] == 32 and report["settings"]["stage1_steps"] == 1
+    assert report["settings_sources"] == {
+        "stage0_steps": "argument", "stage1_steps": "argument", "resolution": "argument", "face_budget": "release",
+        "latent_tokens": "model set: denoiser/config.json num_tokens_nominal"}
     assert set(report["stages"]) >= {"stage0", "stage1", "stage2"}
     assert all(s["seconds"] >= 0 for s in report["stages"].values())
     assert set(report["models"]) == {"actionmesh", "dinov2", "triposg"}
@@ -182,7 +187,7 @@ def test_generate_mesh_long_clip_known_loop_offline(tiny_models, clip40, tmp_pat
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     out = tmp_path / "out"
     generate.run_generate(JobContext(), input=str(clip40), out=str(out), mesh=str(anchor_path),
-                          known=[f"20={keyframe}"], loop=True, stage1_steps=1, device="cpu")
+                          known=[f"20={keyframe}"], loop=True, device="cpu")
 
     given = load_mesh(anchor_path)
     with np.load(out / "animation.npz") as data:
@@ -220,7 +225,7 @@ def test_generate_video_with_masks_is_deterministic(tiny_models, shared_examples
     path, masks = video
     events = []
     kwargs = dict(input=str(path), masks=str(masks), mesh=str(_panda(shared_examples) / "panda.glb"), start=2,
-                  frames=3, stride=3, models_dir=str(models), **FAST)
+                  frames=3, stride=3, models_dir=str(models), **DEFAULTS)
     first = run_generate(JobContext(lambda *e: events.append(e)), out=str(tmp_path / "a"), **kwargs)
     second = run_generate(JobContext(), out=str(tmp_path / "b"), **kwargs)
     # --low-vram: the guidance batch in two passes, smaller chunks: the same numbers up to rounding.
@@ -250,7 +255,7 @@ def test_earlier_result_is_replaced_other_folders_refused(tiny_models, shared_ex
 
     models, _, _ = tiny_models
     kwargs = dict(input=str(_panda(shared_examples)), frames=2, mesh=str(_panda(shared_examples) / "panda.glb"),
-                  models_dir=str(models), **FAST)
+                  models_dir=str(models), **DEFAULTS)
     out = tmp_path / "out"
     run_generate(JobContext(), out=str(out), **kwargs)
     (out / "note.txt").write_text("an earlier result's extra file")
@@ -280,8 +285,40 @@ def test_cancel_leaves_nothing(tiny_models, shared_examples, tmp_path):
     out = tmp_path / "out"
     with pytest.raises(Cancelled):
         run_generate(JobContext(sink, cancel), input=str(_panda(shared_examples)), out=str(out), frames=3,
-                     mesh=str(_panda(shared_examples) / "panda.glb"), models_dir=str(models), **FAST)
+                     mesh=str(_panda(shared_examples) / "panda.glb"), models_dir=str(models), **DEFAULTS)
     assert not out.exists() and _leftovers(tmp_path, "out") == []
+
+
+def test_resolution_is_the_model_sets_own_else_the_releases(tiny_models, shared_examples, tmp_path):
+    """The tiny set carries its own extraction grid (a private key of TripoSG's model_index.json);
+    a set without one (as the release's folders are) gets the release's 512; report.json says
+    where each setting came from."""
+    from backend.errors import BadInput
+    from backend.hub.tiny import MODEL_INDEX
+    from backend.jobs import JobContext
+    from backend.pipelines import run_generate
+    from backend.pipelines.generate import EXTRACT_RESOLUTION, MODEL_SET_DEFAULTS_KEY, model_set_defaults
+
+    models, _, _ = tiny_models
+    assert model_set_defaults(models / "VAST-AI" / "TripoSG") == {"resolution": 64}
+    assert MODEL_SET_DEFAULTS_KEY not in MODEL_INDEX  # our mirror of the release's model_index.json
+
+    plain = tmp_path / "models"
+    shutil.copytree(models, plain)
+    index = plain / "VAST-AI" / "TripoSG" / "model_index.json"
+    index.write_text(json.dumps(MODEL_INDEX))
+    assert model_set_defaults(index.parent) == {}
+    out = tmp_path / "out"
+    run_generate(JobContext(), input=str(_panda(shared_examples)), out=str(out), frames=2,
+                 mesh=str(_panda(shared_examples) / "panda.glb"), models_dir=str(plain), **DEFAULTS)
+    report = json.loads((out / "report.json").read_text())
+    assert report["settings"]["resolution"] == EXTRACT_RESOLUTION == 512
+    assert report["settings_sources"]["resolution"] == "release"
+    assert report["settings_sources"]["stage1_steps"] == "release" and report["settings"]["stage1_steps"] == 30
+
+    index.write_text(json.dumps({**MODEL_INDEX, MODEL_SET_DEFAULTS_KEY: 64}))
+    with pytest.raises(BadInput, match=MODEL_SET_DEFAULTS_KEY):
+        model_set_defaults(index.parent)
 
 
 def test_generate_is_a_service_command():

@@ -173,6 +173,32 @@ def test_tiny_set_loads_and_agrees(tiny_set):
         assert moved.shape == (1, 1, 50, 3) and torch.isfinite(moved).all()
 
 
+def test_tiny_set_carries_its_own_generation_defaults(tiny_set):
+    """64 latent tokens per frame (the denoiser's num_tokens_nominal) and a 64^3 grid (our private
+    key of model_index.json); the release's configs, which the tiny set mirrors, carry neither."""
+    from backend.hub.tiny import MODEL_INDEX
+    from backend.models.configs import ACTIONMESH_DENOISER_CONFIG
+    from backend.pipelines.generate import MODEL_SET_DEFAULTS_KEY
+
+    models, _ = tiny_set
+    denoiser = json.loads((models / "facebook" / "ActionMesh" / "denoiser" / "config.json").read_text())
+    assert denoiser["num_tokens_nominal"] == 64 and ACTIONMESH_DENOISER_CONFIG["num_tokens_nominal"] == 2048
+    index = json.loads((models / "VAST-AI" / "TripoSG" / "model_index.json").read_text())
+    assert index[MODEL_SET_DEFAULTS_KEY] == {"resolution": 64} and MODEL_SET_DEFAULTS_KEY not in MODEL_INDEX
+    assert {k: v for k, v in index.items() if k != MODEL_SET_DEFAULTS_KEY} == MODEL_INDEX
+
+
+def test_tiny_rmbg_is_found_in_a_models_folder_and_a_hub_cache(tmp_path):
+    from backend.hub.tiny import copy_to_hub_cache, write_tiny_rmbg
+
+    folder = write_tiny_rmbg(tmp_path / "models")
+    assert folder == tmp_path / "models" / "briaai" / "RMBG-1.4"
+    assert listing(tmp_path / "models", env=isolated(tmp_path))["rmbg"]["state"] == "ready"
+    copy_to_hub_cache(tmp_path / "models", tmp_path / "hub")
+    state = listing(env={"HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1"})["rmbg"]
+    assert state["state"] == "ready" and state["folder"].endswith(RMBG.revision)
+
+
 # ---------------------------------------------------------------- missing and partial
 
 

@@ -11,13 +11,15 @@
   facebook/dinov2-large/            config.json + model.safetensors + preprocessor_config.json
 
 Sizes agree across models the way the released ones do: every latent has the shape VAE's
-`latent_channels` (the denoisers' `in_channels`, the autoencoder's `latent_channels`), every
-cross-attention takes DINOv2's `hidden_size`, and the denoiser's nominal token count is the one
-the VAE was trained with. Weights are seeded random (torch's default initialisation), except the
-shape VAE: random VAE weights decode to a field with no surface at all, so the set carries the
-shipped tiny VAE (backend/weights/tiny/vae, trained, same architecture and parameter names as
+`latent_channels` (the denoisers' `in_channels`, the autoencoder's `latent_channels`), and every
+cross-attention takes DINOv2's `hidden_size`. Unlike the release, the set carries its own
+generation defaults (64 latent tokens per frame, extraction at 64^3; TINY_NUM_TOKENS and
+TINY_GENERATION_DEFAULTS say why), so `generate` with default settings runs in seconds on a CPU.
+Weights are seeded random (torch's default initialisation), except the shape VAE: random VAE
+weights decode to a field with no surface at all, so the set carries the shipped tiny VAE (backend/weights/tiny/vae, trained, same architecture and parameter names as
 TripoSG's), re-saved in TripoSG's `vae/` layout; its field has surfaces, so the set makes meshes.
-RMBG-1.4 (optional, remote-code architecture) is not part of the set.
+RMBG-1.4 (optional) is written only when asked (`rmbg=True`, or `write_tiny_rmbg`): a 1/8-width
+BriaRMBG in the released `briaai/RMBG-1.4/` layout (config.json + model.safetensors).
 
 `copy_to_hub_cache(DIR, CACHE)` lays such a folder out as huggingface_hub's cache at the pinned
 revisions, so the hub-cache code paths (HF_HUB_CACHE, HF_HUB_OFFLINE) can be tested offline.
@@ -34,10 +36,34 @@ from typing import Dict, Iterable, List
 
 import torch
 
-from .registry import ACTIONMESH, DINOV2, MODELS, TRIPOSG, ModelSpec
+from .registry import ACTIONMESH, DINOV2, MODELS, RMBG, TRIPOSG, ModelSpec
 
 SHIPPED_VAE = Path(__file__).resolve().parents[1] / "weights" / "tiny" / "vae"
 DIFFUSERS_VERSION = "0.36.0"  # what the official folders we mirror were written with
+
+# Latent tokens per frame of the tiny set (the denoiser's `num_tokens_nominal`, which generate uses
+# as the token count). The VAE is a VecSet model: it takes any token count at call time, and the
+# shipped tiny VAE's field still has surfaces with 64 (tests/test_model_store.py). 64 instead of
+# its training count (512) keeps Stage I's attention over 16 x 64 tokens cheap: the release's 30
+# steps then take seconds on a CPU, not minutes.
+TINY_NUM_TOKENS = 64
+# The tiny set's own generation defaults, written as our private key of TripoSG's model_index.json
+# (backend.pipelines.generate.MODEL_SET_DEFAULTS_KEY explains why there): extraction at 64^3. The
+# stand-in VAE reconstructs coarse blobs (its README), so a finer grid resolves nothing more, and
+# its random latents' fields stay near zero over most of the box, so every finer level queries
+# almost every cell (512^3: ~4.5 min of queries and a 3.9M-face surface; 64^3: ~5 s).
+TINY_GENERATION_DEFAULTS = {"resolution": 64}
+
+# RMBG-1.4 at 1/8 of the released widths (BriaRMBG's own `width_scale`): ~0.7M parameters, the
+# released layout and names. Its config.json is the release's (transformers' keys, which our
+# loader never acts on) plus that one key of ours.
+TINY_RMBG_WIDTH_SCALE = 0.125
+RMBG_RELEASED_CONFIG = {
+    "architectures": ["BriaRMBG"],
+    "auto_map": {"AutoConfig": "MyConfig.RMBGConfig", "AutoModelForImageSegmentation": "briarmbg.BriaRMBG"},
+    "in_ch": 3, "model_type": "SegformerForSemanticSegmentation", "out_ch": 1, "torch_dtype": "float32",
+    "transformers_version": "4.35.2",
+}
 
 TINY_DINOV2_CONFIG = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, mlp_ratio=4,
                           patch_size=14, image_size=518)
@@ -85,14 +111,15 @@ OFFICIAL_VAE_KEYS = ("in_channels", "latent_channels", "num_attention_heads", "w
                      "embed_include_pi")
 
 
-def tiny_configs(vae_config: dict, dinov2_config: dict = TINY_DINOV2_CONFIG) -> Dict[str, dict]:
+def tiny_configs(vae_config: dict, dinov2_config: dict = TINY_DINOV2_CONFIG,
+                 num_tokens: int = TINY_NUM_TOKENS) -> Dict[str, dict]:
     """The four model configs, sized to agree with the VAE's latents and DINOv2's tokens."""
     latent, context = vae_config["latent_channels"], dinov2_config["hidden_size"]
     return {
         "transformer": dict(num_attention_heads=4, width=64, in_channels=latent, num_layers=5,
                             cross_attention_dim=context, use_cross_attention_2=False, cross_attention_2_dim=None),
         # The keys configs/actionmesh.yaml passes; 5 layers so both halves of the long skips exist.
-        "denoiser": dict(num_tokens_nominal=vae_config.get("num_latents", 2048), temporal_context_size=16,
+        "denoiser": dict(num_tokens_nominal=num_tokens, temporal_context_size=16,
                          num_attention_heads=4, width=64, in_channels=latent, num_layers=5,
                          cross_attention_dim=context, mlp_ratio=4.0, inflated_layers=list(range(5)),
                          clear_autocast=False),
@@ -123,13 +150,17 @@ def _save_dinov2(folder: Path, model, preprocessor: bool) -> None:
         _write_json(folder / "preprocessor_config.json", DINOV2_PREPROCESSOR)
 
 
-def write_tiny_random(root, seed: int = 0, vae_dir: Path = SHIPPED_VAE) -> dict:
-    """Writes the set under `root` (see the module docstring); returns what was written."""
+def write_tiny_random(root, seed: int = 0, vae_dir: Path = SHIPPED_VAE, rmbg: bool = False) -> dict:
+    """Writes the set under `root` (see the module docstring); returns what was written.
+
+    rmbg=True also writes a tiny RMBG-1.4 (`write_tiny_rmbg`). Off by default: RMBG is optional in
+    the release, and a set without it is what tests of "no background remover" expect."""
     from transformers import Dinov2Config, Dinov2Model
 
     from ..models.dit import ShapeDiT, TemporalDenoiser
     from ..models.temporal_autoencoder import TemporalAutoencoder
     from ..models.vae import ShapeVAE
+    from ..pipelines.generate import MODEL_SET_DEFAULTS_KEY
 
     root = Path(root)
     vae = ShapeVAE.from_pretrained(vae_dir)
@@ -146,7 +177,7 @@ def write_tiny_random(root, seed: int = 0, vae_dir: Path = SHIPPED_VAE) -> dict:
         _save_weights(actionmesh / sub / "model.safetensors", model)
 
     triposg = root / TRIPOSG.org / TRIPOSG.repo_name
-    _write_json(triposg / "model_index.json", MODEL_INDEX)
+    _write_json(triposg / "model_index.json", {**MODEL_INDEX, MODEL_SET_DEFAULTS_KEY: TINY_GENERATION_DEFAULTS})
     _write_json(triposg / "scheduler" / "scheduler_config.json", SCHEDULER_CONFIG)
     for sub, cls_name, model in (("transformer", "TripoSGDiTModel", dit), ("vae", "TripoSGVAEModel", vae)):
         _write_json(triposg / sub / "config.json",
@@ -159,9 +190,34 @@ def write_tiny_random(root, seed: int = 0, vae_dir: Path = SHIPPED_VAE) -> dict:
     _save_dinov2(root / DINOV2.org / DINOV2.repo_name, dinov2, preprocessor=True)
     _write_json(root / "README.json", dict(
         what="small random models in the released layouts (tests only; they generate nothing meaningful)",
-        seed=seed, vae_from=str(vae_dir), dinov2=TINY_DINOV2_CONFIG, **configs))
-    return dict(root=str(root), seed=seed, models=[s.repo_id for s in (ACTIONMESH, TRIPOSG, DINOV2)],
+        seed=seed, vae_from=str(vae_dir), dinov2=TINY_DINOV2_CONFIG, generation_defaults=TINY_GENERATION_DEFAULTS,
+        **configs))
+    if rmbg:
+        write_tiny_rmbg(root, seed=seed)
+    written = (ACTIONMESH, TRIPOSG, DINOV2) + ((RMBG,) if rmbg else ())
+    return dict(root=str(root), seed=seed, models=[s.repo_id for s in written],
                 configs=configs, dinov2=TINY_DINOV2_CONFIG)
+
+
+def write_tiny_rmbg(root, seed: int = 0) -> Path:
+    """A tiny RMBG-1.4 under `root` (root/briaai/RMBG-1.4/config.json + model.safetensors, the
+    released files), for the background-removal path of `generate`. Returns its folder.
+
+    Random weights (torch's default initialisation; BatchNorm at mean 0, variance 1) give a random
+    mask, but a usable one: after the release's min-max stretch and Otsu threshold, the example
+    clips composited on a plain background keep 5-19 % of each frame as foreground (never none,
+    never all; tests/test_background_removal.py checks this). It knows nothing about objects:
+    tests check that the remover is used, not what its masks look like.
+    """
+    from ..models.rmbg import WIDTH_SCALE_KEY, BriaRMBG
+
+    folder = Path(root) / RMBG.org / RMBG.repo_name
+    torch.manual_seed(seed)
+    model = BriaRMBG(width_scale=TINY_RMBG_WIDTH_SCALE).eval()
+    # save_pretrained keeps the tensors' own types (BatchNorm's int64 counters), as the release's file.
+    model.save_pretrained(folder)
+    _write_json(folder / "config.json", {**RMBG_RELEASED_CONFIG, WIDTH_SCALE_KEY: TINY_RMBG_WIDTH_SCALE})
+    return folder
 
 
 # ---------------------------------------------------------------- hub-cache layout

@@ -3,7 +3,8 @@
 RMBG-1.4 (`briaai/RMBG-1.4`) is an IS-Net ("DIS", Qin et al. 2022) trained by BRIA on its own
 data. The release loads it with transformers' remote code enabled, i.e. by running the `briarmbg.py` of the
 Hugging Face repository; we never do that. This module defines the same network so the released
-`model.safetensors` loads strictly into OUR class, and `config.json` is read for two integers only.
+`model.safetensors` loads strictly into OUR class, and `config.json` is read for two integers only
+(plus `width_scale`, our own key for small stand-ins, which the release's file does not have).
 
 Layout (names as in the released state_dict):
 
@@ -56,6 +57,10 @@ from .configs import ModelMixin, register_to_config
 
 #: The released `config.json`'s model keys (its other keys are transformers metadata).
 RMBG_CONFIG = dict(in_ch=3, out_ch=1)
+#: Our own config key: every layer's width times this (at least 1 channel). The release's folder has
+#: no such key, so it loads at 1.0, the released widths. Only for small stand-ins (tests): a
+#: scaled network has the same parameter names and layout, with narrower tensors.
+WIDTH_SCALE_KEY = "width_scale"
 
 #: Keys transformers writes into config.json that describe how IT would load the model (including
 #: `auto_map`, which names remote code). We read none of them and run none of it.
@@ -159,34 +164,42 @@ class BriaRMBG(ModelMixin):
     """The RMBG-1.4 network (IS-Net layout); see the module docstring for the layout and sources.
 
     Config keys equal the released config.json's (`in_ch`, `out_ch`), so its folder loads as is.
-    About 44M parameters; the widths are fixed by the architecture, not configurable.
+    About 44M parameters with the released widths. `width_scale` (ours, absent from the release's
+    config, default 1.0 = the released widths) multiplies every width, for small stand-ins: the
+    layout and parameter names stay the same.
     """
 
     @register_to_config
-    def __init__(self, in_ch: int = 3, out_ch: int = 1):
+    def __init__(self, in_ch: int = 3, out_ch: int = 1, width_scale: float = 1.0):
         super().__init__()
-        self.conv_in = nn.Conv2d(in_ch, 64, 3, stride=2, padding=1)
+        if isinstance(width_scale, bool) or not isinstance(width_scale, (int, float)) or not width_scale > 0:
+            raise ValueError(f"width_scale must be a positive number, got {width_scale!r}")
 
-        self.stage1 = RSU(7, 64, 32, 64)
-        self.stage2 = RSU(6, 64, 32, 128)
-        self.stage3 = RSU(5, 128, 64, 256)
-        self.stage4 = RSU(4, 256, 128, 512)
-        self.stage5 = RSU4F(512, 256, 512)
-        self.stage6 = RSU4F(512, 256, 512)
+        def w(channels: int) -> int:  # the released width, scaled
+            return max(1, int(round(channels * width_scale)))
+
+        self.conv_in = nn.Conv2d(in_ch, w(64), 3, stride=2, padding=1)
+
+        self.stage1 = RSU(7, w(64), w(32), w(64))
+        self.stage2 = RSU(6, w(64), w(32), w(128))
+        self.stage3 = RSU(5, w(128), w(64), w(256))
+        self.stage4 = RSU(4, w(256), w(128), w(512))
+        self.stage5 = RSU4F(w(512), w(256), w(512))
+        self.stage6 = RSU4F(w(512), w(256), w(512))
 
         # Each decoder stage takes [upsampled deeper output, encoder output of its level].
-        self.stage5d = RSU4F(1024, 256, 512)
-        self.stage4d = RSU(4, 1024, 128, 256)
-        self.stage3d = RSU(5, 512, 64, 128)
-        self.stage2d = RSU(6, 256, 32, 64)
-        self.stage1d = RSU(7, 128, 16, 64)
+        self.stage5d = RSU4F(2 * w(512), w(256), w(512))
+        self.stage4d = RSU(4, 2 * w(512), w(128), w(256))
+        self.stage3d = RSU(5, 2 * w(256), w(64), w(128))
+        self.stage2d = RSU(6, 2 * w(128), w(32), w(64))
+        self.stage1d = RSU(7, 2 * w(64), w(16), w(64))
 
-        self.side1 = nn.Conv2d(64, out_ch, 3, padding=1)
-        self.side2 = nn.Conv2d(64, out_ch, 3, padding=1)
-        self.side3 = nn.Conv2d(128, out_ch, 3, padding=1)
-        self.side4 = nn.Conv2d(256, out_ch, 3, padding=1)
-        self.side5 = nn.Conv2d(512, out_ch, 3, padding=1)
-        self.side6 = nn.Conv2d(512, out_ch, 3, padding=1)
+        self.side1 = nn.Conv2d(w(64), out_ch, 3, padding=1)
+        self.side2 = nn.Conv2d(w(64), out_ch, 3, padding=1)
+        self.side3 = nn.Conv2d(w(128), out_ch, 3, padding=1)
+        self.side4 = nn.Conv2d(w(256), out_ch, 3, padding=1)
+        self.side5 = nn.Conv2d(w(512), out_ch, 3, padding=1)
+        self.side6 = nn.Conv2d(w(512), out_ch, 3, padding=1)
 
     def decoder_features(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         """(stage1d, stage2d, stage3d, stage4d, stage5d, stage6) outputs: what side1..side6 read."""
@@ -221,10 +234,10 @@ class BriaRMBG(ModelMixin):
 
     @classmethod
     def config_from_file(cls, path: Union[str, Path]) -> dict:
-        """Reads `in_ch` / `out_ch`; transformers' own keys (auto_map ...) are ignored silently,
-        anything else with a warning."""
+        """Reads `in_ch` / `out_ch` (and our `width_scale` where a stand-in has it); transformers'
+        own keys (auto_map ...) are ignored silently, anything else with a warning."""
         raw = json.loads(Path(path).read_text())
-        known = set(RMBG_CONFIG)
+        known = set(RMBG_CONFIG) | {WIDTH_SCALE_KEY}
         unknown = sorted(k for k in raw if k not in known and k not in _TRANSFORMERS_METADATA
                          and not k.startswith("_"))
         if unknown:

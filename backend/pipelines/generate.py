@@ -92,6 +92,21 @@ QUERY_CHUNK, LOW_VRAM_QUERY_CHUNK = 65_536, 16_384  # points per VAE field query
 STAGE2_QUERY_CHUNK, LOW_VRAM_STAGE2_QUERY_CHUNK = 16_384, 4_096  # vertices per read-out call
 # Tokens per Stage II self-attention pass (target frames x window frames x (tokens + 1)).
 STAGE2_TOKEN_BUDGET = 32_768
+# Ours: CPU threads of the sampling loops. They call a network once per step; when its layers are
+# small (activation rows x width under this), splitting each op over threads costs more than it
+# saves, and far more when other work shares the cores (measured on 2 busy cores: a 64-wide DiT
+# step 0.34 s on 2 threads, 0.005 s on 1; see backend.fitting.fit for the same finding). Such loops
+# run on one thread; the release's networks (2 x 2048 tokens x 2048 wide and up) keep torch's count.
+SMALL_LAYER_VALUES = 1 << 20
+
+# Ours: a model set may carry its own generation defaults, as a private ("_"-prefixed, which every
+# loader skips as metadata, like diffusers' "_class_name") key of TripoSG's model_index.json, the
+# Stage 0 pipeline's config. The release's folders carry none, so they run with the release's
+# settings above. `models tiny-random` writes one: its stand-in VAE reconstructs coarse blobs and
+# its random latents' fields hover near zero everywhere, so a 512^3 grid costs minutes of queries
+# and resolves nothing a 64^3 grid does not. Only these keys are read from it:
+MODEL_SET_DEFAULTS_KEY = "_actionmesh_blender_defaults"
+MODEL_SET_DEFAULT_NAMES = ("resolution",)
 
 DEVICES = ("auto", "cuda", "mps", "cpu")
 OUTPUT_NAMES = ("animation.npz", "animated.glb", "anchor.glb", "report.json", "stage1")
@@ -135,6 +150,34 @@ def autocast_dtype(dev: str):
     if dev == "mps":
         return torch.float16
     return None  # CPU: float32 (CPU autocast is slow and gains nothing here)
+
+
+@contextlib.contextmanager
+def loop_threads(dev: str, layer_values: int):
+    """One CPU thread for a sampling loop over a small network (see SMALL_LAYER_VALUES)."""
+    import torch
+
+    before = torch.get_num_threads()
+    if dev != "cpu" or layer_values >= SMALL_LAYER_VALUES or before == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def model_set_defaults(triposg: Path) -> dict:
+    """The model set's own generation defaults (MODEL_SET_DEFAULTS_KEY), {} for the release's."""
+    path = Path(triposg) / "model_index.json"
+    try:
+        raw = json.loads(path.read_text()).get(MODEL_SET_DEFAULTS_KEY) or {}
+    except (OSError, ValueError, AttributeError):
+        return {}
+    if not isinstance(raw, dict):
+        raise BadInput(f"{path}: {MODEL_SET_DEFAULTS_KEY} must be an object, got {raw!r}")
+    return {k: raw[k] for k in MODEL_SET_DEFAULT_NAMES if k in raw}
 
 
 def amp(dev: str, dtype):
@@ -464,7 +507,7 @@ def generate_anchor(ctx: JobContext, triposg: Path, frame, *, dev: str, dtype, s
     generator = torch.Generator(device=dev).manual_seed(seed)
     noise = torch.randn((1, num_tokens, dit.config["in_channels"]), generator=generator, device=dev)
     model = SplitGuidanceBatch(dit) if low_vram else dit
-    with torch.inference_mode(), amp(dev, dtype):
+    with torch.inference_mode(), amp(dev, dtype), loop_threads(dev, 2 * num_tokens * int(dit.config["width"])):
         latent = scheduler.sample(
             model, noise, tokens.float(), num_inference_steps=steps, guidance_scale=STAGE0_GUIDANCE,
             callback=lambda i, t, x: ctx.progress("stage0", i + 1, steps, f"TripoSG step {i + 1}/{steps}"))
@@ -520,7 +563,8 @@ def stage1_latents(ctx: JobContext, denoiser, tokens, bank: Dict[int, "torch.Ten
             ctx.progress("stage1", w * steps + i + 1, total,
                          f"window {w + 1}/{len(windows)} (frames {min(frames)}-{max(frames)}), step {i + 1}/{steps}")
 
-        with torch.inference_mode(), amp(dev, dtype):
+        layer_values = 2 * len(frames) * (shape[0] + 1) * int(denoiser.config["width"])
+        with torch.inference_mode(), amp(dev, dtype), loop_threads(dev, layer_values):
             out = scheduler.sample(model, start, tokens[frames][None].float(), mask, framestep,
                                    guidance_scale=STAGE1_GUIDANCE, callback=report)
         for f, latent in zip(frames, out[0]):
@@ -683,6 +727,10 @@ def _run_fit(ctx: JobContext, *, input, out_dir: Path, mesh: Optional[str], came
     if len(anchor_mesh.vertices) > MAX_REFERENCE_VERTICES:
         raise BadInput(f"mesh has {len(anchor_mesh.vertices):,} vertices; the limit is {MAX_REFERENCE_VERTICES:,}. "
                        "Decimate it first")
+    from ..io.surface import load_surface_attributes
+
+    surface = load_surface_attributes(mesh, anchor_mesh)  # its UVs and material, for animated.glb
+    warnings += surface.warnings
     # The frames' own alpha, else --masks, else RMBG where stored: the same rules as the learned
     # pipeline (fully transparent frames are refused there, by number).
     rgba = frames_with_alpha(ctx, clip, masks, models_dir, pick_device(device), warnings)
@@ -719,7 +767,8 @@ def _run_fit(ctx: JobContext, *, input, out_dir: Path, mesh: Optional[str], came
         name = Path(mesh).stem
         write_animation_npz(tmp / "animation.npz", vertices, faces, offsets, clip.fps)
         ctx.progress("write", 1, 4, "writing animated.glb")
-        write_animated_glb(tmp / "animated.glb", vertices, faces, offsets, clip.fps, name=name)
+        write_animated_glb(tmp / "animated.glb", vertices, faces, offsets, clip.fps, name=name,
+                           uv=surface.uv, material=surface.material, normals=True)
         ctx.progress("write", 2, 4, "writing anchor.glb and camera.json")
         _write_mesh_glb(tmp / "anchor.glb", vertices, faces)
         camera_dict = fitted.camera.to_dict()
@@ -765,7 +814,7 @@ def run_generate(ctx: JobContext, *, input, out: str, mesh: Optional[str] = None
                  fps: Optional[float] = None, seed: int = 44, device: str = "auto", fast: bool = False,
                  low_vram: bool = False, models_dir: Optional[str] = None, stage1_meshes: bool = False,
                  stage0_steps: Optional[int] = None, stage1_steps: Optional[int] = None,
-                 resolution: int = EXTRACT_RESOLUTION, face_budget: int = FACE_BUDGET,
+                 resolution: Optional[int] = None, face_budget: int = FACE_BUDGET,
                  method: str = "learned", camera: Optional[str] = None) -> dict:
     """Video (a file, a folder of frames, or an array [T, H, W, 3|4]) -> animated mesh in `out`.
 
@@ -778,7 +827,9 @@ def run_generate(ctx: JobContext, *, input, out: str, mesh: Optional[str] = None
     the selected frames, 0-based; frame 0 is the anchor, give it with `mesh`); with `mesh` they
     share its coordinates, without it each is normalised on its own. stage0_steps, stage1_steps,
     resolution (extraction grid) and face_budget override the release's settings (as its
-    pipeline's overrides do). Returns the output paths and a summary; report.json has the rest.
+    pipeline's overrides do); resolution None is the model set's own default (MODEL_SET_DEFAULTS_KEY)
+    where it has one, else the release's 512; report.json's settings_sources says where each came
+    from. Returns the output paths and a summary; report.json has the rest.
     """
     import torch
 
@@ -831,7 +882,12 @@ def run_generate(ctx: JobContext, *, input, out: str, mesh: Optional[str] = None
         FAST_STAGE0_STEPS if fast else STAGE0_STEPS)
     s1 = _check_int("stage1_steps", stage1_steps, 1) if stage1_steps is not None else (
         FAST_STAGE1_STEPS if fast else STAGE1_STEPS)
-    resolution = _check_int("resolution", resolution, 16)
+    sources = {"stage0_steps": "argument" if stage0_steps is not None else "release --fast" if fast else "release",
+               "stage1_steps": "argument" if stage1_steps is not None else "release --fast" if fast else "release",
+               "face_budget": "release" if face_budget == FACE_BUDGET else "argument"}
+    if resolution is not None:
+        resolution = _check_int("resolution", resolution, 16)
+        sources["resolution"] = "argument"
     face_budget = _check_int("face_budget", face_budget, 4)
     out_dir = Path(out).expanduser()
     check_output_folder(out_dir)
@@ -842,8 +898,17 @@ def run_generate(ctx: JobContext, *, input, out: str, mesh: Optional[str] = None
     # -- the models: all present and whole, or a MissingModel naming what to fetch
     folders = {"actionmesh": require("actionmesh", models_dir), "dinov2": require("dinov2", models_dir),
                "triposg": require("triposg", models_dir)}
-    num_tokens = int(TemporalDenoiser.config_from_file(folders["actionmesh"] / "denoiser" / "config.json")
-                     .get("num_tokens_nominal", 2048))
+    denoiser_config = TemporalDenoiser.config_from_file(folders["actionmesh"] / "denoiser" / "config.json")
+    num_tokens = int(denoiser_config.get("num_tokens_nominal", 2048))
+    sources["latent_tokens"] = ("model set: denoiser/config.json num_tokens_nominal"
+                                if "num_tokens_nominal" in denoiser_config else "release")
+    if resolution is None:
+        own = model_set_defaults(folders["triposg"]).get("resolution")
+        if own is not None:
+            resolution = _check_int(f"{MODEL_SET_DEFAULTS_KEY}.resolution of the model set", own, 16)
+            sources["resolution"] = f"model set: TripoSG model_index.json {MODEL_SET_DEFAULTS_KEY}"
+        else:
+            resolution, sources["resolution"] = EXTRACT_RESOLUTION, "release"
 
     # -- the clip
     ctx.progress("prepare", 0, 1, f"reading {input if isinstance(input, (str, Path)) else 'the frames'}")
@@ -860,6 +925,12 @@ def run_generate(ctx: JobContext, *, input, out: str, mesh: Optional[str] = None
     if anchor_mesh is not None and len(anchor_mesh.vertices) > MAX_REFERENCE_VERTICES:
         raise BadInput(f"mesh has {len(anchor_mesh.vertices):,} vertices; the limit is {MAX_REFERENCE_VERTICES:,}. "
                        "Decimate it first")
+    surface = None  # mesh mode: the mesh's UVs and material, for animated.glb
+    if anchor_mesh is not None:
+        from ..io.surface import load_surface_attributes
+
+        surface = load_surface_attributes(mesh, anchor_mesh)
+        warnings += surface.warnings
     known_meshes = {k: load_mesh(p, role=f"known frame {k} mesh") for k, p in sorted(keyframes.items())}
     rgba = frames_with_alpha(ctx, clip, masks, models_dir, dev, warnings)
     prepared = prepare_frames(rgba).frames
@@ -957,7 +1028,9 @@ def run_generate(ctx: JobContext, *, input, out: str, mesh: Optional[str] = None
         name = Path(mesh).stem if mesh else "ActionMesh"
         write_animation_npz(tmp / "animation.npz", anchor.vertices, anchor.faces, offsets, clip.fps)
         ctx.progress("write", 1, 3, "writing animated.glb")
-        write_animated_glb(tmp / "animated.glb", anchor.vertices, anchor.faces, offsets, clip.fps, name=name)
+        write_animated_glb(tmp / "animated.glb", anchor.vertices, anchor.faces, offsets, clip.fps, name=name,
+                           uv=getattr(surface, "uv", None), material=getattr(surface, "material", None),
+                           normals=surface is not None)
         ctx.progress("write", 2, 3, "writing anchor.glb")
         _write_mesh_glb(tmp / "anchor.glb", anchor.vertices, anchor.faces)
         result = {
@@ -982,6 +1055,7 @@ def run_generate(ctx: JobContext, *, input, out: str, mesh: Optional[str] = None
                          "surface_points": SURFACE_POINTS, "latent_tokens": num_tokens, "resolution": resolution,
                          "face_budget": face_budget, "floater_fraction": FLOATER_FRACTION,
                          "stage1_meshes": stage1_meshes},
+            "settings_sources": sources,
             "seed": seed, "device": dev, "autocast": str(dtype).replace("torch.", "") if dtype else None,
             "models": model_revisions(models_dir, folders),
             "normalization": {"center": anchor.center.tolist(), "scale": anchor.scale},
