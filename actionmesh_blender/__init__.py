@@ -3,20 +3,27 @@
 
 The heavy lifting runs in a separate backend process (`python -m backend serve`); this package
 imports only bpy, the standard library and numpy.
+
+Layout: props.py (scene settings, job state), preferences.py, operators/ (one module per
+family), ui/ (the sidebar panel), session.py + backend_client.py (the backend process and its
+job), exchange.py + cameras.py (numpy-only file and camera formats), shape_keys.py,
+blender_mesh.py and sources.py (Blender-side data in and out).
 """
 
 import bpy
 
-from . import operators, panel, preferences, props, session
+from . import backend_setup, models_ui, operators, preferences, props, session, ui
 
+# Registration order: property groups first, then preferences, operators, UI. Unregistration runs
+# in reverse. Add new classes by extending this tuple (or the family's own `classes`).
 classes = (
     props.ActionMeshSettings,
     props.ActionMeshJobState,
     preferences.ActionMeshPreferences,
-    operators.ACTIONMESH_OT_animate_from_sequence,
-    operators.ACTIONMESH_OT_cancel_job,
-    operators.ACTIONMESH_OT_setup_backend,
-    panel.VIEW3D_PT_actionmesh,
+    *operators.classes,
+    *models_ui.classes,
+    *backend_setup.classes,
+    *ui.classes,
 )
 
 _register_classes, _unregister_classes = bpy.utils.register_classes_factory(classes)

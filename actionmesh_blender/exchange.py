@@ -66,3 +66,83 @@ def fit_summary(frame_fit) -> str:
         shown = ", ".join(str(f) for f in held[:8]) + (" ..." if len(held) > 8 else "")
         line += f"; held back (check): frame{'s' if len(held) > 1 else ''} {shown}"
     return line
+
+
+def read_animation(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """(vertices [V,3], triangles [F,3], offsets [T,V,3], fps) of an animation.npz with its own mesh
+    (the `generate` job's result), checked."""
+    path = Path(path)
+    if not path.is_file():
+        raise ResultError(f"the backend reported success but {path.name} is missing")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            vertices = np.asarray(data["vertices"], dtype=np.float64)
+            faces = np.asarray(data["faces"], dtype=np.int64)
+    except Exception as exc:
+        raise ResultError(f"could not read {path.name}: {exc}") from exc
+    if vertices.ndim != 2 or vertices.shape[1] != 3 or len(vertices) == 0:
+        raise ResultError(f"result has vertices of shape {vertices.shape}")
+    if faces.ndim != 2 or faces.shape[1] != 3 or (faces.size and (faces.min() < 0 or faces.max() >= len(vertices))):
+        raise ResultError("result faces do not index its vertices")
+    if not np.isfinite(vertices).all():
+        raise ResultError("result vertices contain NaN or infinite values")
+    offsets, fps = read_offsets(path, len(vertices))
+    return vertices, faces, offsets, fps
+
+
+_GLB_COMPONENTS = {5120: "i1", 5121: "u1", 5122: "<i2", 5123: "<u2", 5125: "<u4", 5126: "<f4"}
+_GLB_WIDTH = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4}
+
+
+def read_glb_mesh(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(vertices [V,3], triangles [F,3]) of a binary glTF with triangle meshes (as the backend
+    writes its stage1/ meshes), all primitives concatenated, node transforms ignored."""
+    import json
+    import struct
+
+    data = Path(path).read_bytes()
+    try:
+        magic, _version, _length = struct.unpack_from("<4sII", data, 0)
+        if magic != b"glTF":
+            raise ValueError("not a binary glTF")
+        offset, doc, binary = 12, None, b""
+        while offset < len(data):
+            size, kind = struct.unpack_from("<I4s", data, offset)
+            chunk = data[offset + 8: offset + 8 + size]
+            if kind == b"JSON":
+                doc = json.loads(chunk)
+            elif kind == b"BIN\x00":
+                binary = chunk
+            offset += 8 + size
+        if doc is None:
+            raise ValueError("no JSON chunk")
+
+        def accessor(index):
+            acc = doc["accessors"][index]
+            view = doc["bufferViews"][acc["bufferView"]]
+            dtype = np.dtype(_GLB_COMPONENTS[acc["componentType"]])
+            width = _GLB_WIDTH[acc["type"]]
+            start = view.get("byteOffset", 0) + acc.get("byteOffset", 0)
+            stride = view.get("byteStride") or dtype.itemsize * width
+            raw = np.frombuffer(binary, dtype=np.uint8, count=stride * (acc["count"] - 1) + dtype.itemsize * width,
+                                offset=start) if acc["count"] else np.zeros(0, np.uint8)
+            rows = np.lib.stride_tricks.as_strided(raw, shape=(acc["count"], dtype.itemsize * width),
+                                                   strides=(stride, 1)).copy()
+            return rows.view(dtype).reshape(acc["count"], width)
+
+        vertices, faces, base = [], [], 0
+        for mesh in doc.get("meshes", []):
+            for prim in mesh["primitives"]:
+                if prim.get("mode", 4) != 4:
+                    continue
+                v = accessor(prim["attributes"]["POSITION"]).astype(np.float64)
+                f = (accessor(prim["indices"]).reshape(-1, 3).astype(np.int64) if "indices" in prim
+                     else np.arange(len(v)).reshape(-1, 3))
+                vertices.append(v)
+                faces.append(f + base)
+                base += len(v)
+    except (ValueError, KeyError, IndexError, TypeError, struct.error) as exc:
+        raise ResultError(f"could not read {Path(path).name}: {exc}") from exc
+    if not vertices:
+        return np.zeros((0, 3)), np.zeros((0, 3), np.int64)
+    return np.concatenate(vertices), np.concatenate(faces)

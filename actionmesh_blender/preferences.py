@@ -48,6 +48,20 @@ def backend_python(context=None) -> str:
     return str(default)
 
 
+TORCH_BUILD_ITEMS = [
+    ("AUTO", "Automatic", "CUDA build on Linux and Windows, the default build (Metal/MPS) on macOS, CPU elsewhere"),
+    ("CUDA", "CUDA", "The CUDA build of torch (NVIDIA GPUs; Linux and Windows)"),
+    ("CPU", "CPU", "The CPU-only build of torch (smallest download; no GPU)"),
+]
+
+
+def _models_dir_changed(self, context):
+    # The list describes the previous folder: forget it so nothing stale is shown or acted on.
+    from . import models_ui
+
+    models_ui.forget_status()
+
+
 class ActionMeshPreferences(bpy.types.AddonPreferences):
     bl_idname = __package__
 
@@ -64,18 +78,34 @@ class ActionMeshPreferences(bpy.types.AddonPreferences):
         name="Method", items=METHOD_ITEMS, default="auto",
         description="How a mesh sequence becomes shape keys on the selected object")
     model_dir: bpy.props.StringProperty(
-        name="Model Folder", subtype="DIR_PATH", default="",
-        description="Folder with the learned weights (vae/ and stage2/ inside, e.g. a training run's or a "
-                    "download's). Empty: the tiny weights that come with the backend")
+        name="Stage II Weights", subtype="DIR_PATH", default="",
+        description="Mesh sequences only: a folder with our own learned Stage II weights (vae/ and stage2/ "
+                    "inside, e.g. a training run's). Empty: the tiny weights that come with the backend. Not "
+                    "the released models: those live in the Models Folder below")
+    # The released models (ActionMesh, TripoSG, DINOv2, RMBG): the model manager's folder.
+    models_dir: bpy.props.StringProperty(
+        name="Models Folder", subtype="DIR_PATH", default="", update=_models_dir_changed,
+        description="Where the released models are stored, laid out <org>/<name>/ like the hub repositories. "
+                    "Empty: the standard Hugging Face hub cache (HF_HUB_CACHE / HF_HOME), shared with other tools")
+    hub_token: bpy.props.StringProperty(
+        name="Hub Token", subtype="PASSWORD", default="",
+        description="Optional Hugging Face access token, for models that need a login. Sent only to the "
+                    "download job, never printed or logged. Empty: HF_TOKEN or the login `hf auth login` stored")
+    accepted_licences: bpy.props.StringProperty(
+        name="Accepted Licences", default="", options={"HIDDEN"},
+        description="Models whose licence the user accepted in the model manager (comma-separated names)")
+    torch_build: bpy.props.EnumProperty(
+        name="Torch Build", items=TORCH_BUILD_ITEMS, default="AUTO",
+        description="Which build of torch 'Set Up Backend' installs")
 
     def draw(self, context):
+        from .backend_setup import draw_backend_setup
+        from .models_ui import draw_model_manager
+
         layout = self.layout
-        layout.prop(self, "backend_python")
-        if os.environ.get(ENV_PYTHON):
-            layout.label(text=f"Overridden by {ENV_PYTHON}={os.environ[ENV_PYTHON]}", icon="INFO")
-        row = layout.row()
-        row.operator("actionmesh.setup_backend", icon="CONSOLE")
-        row.label(text=f"Environment: {default_env_python().parent.parent}")
-        layout.prop(self, "device")
-        layout.prop(self, "method")
-        layout.prop(self, "model_dir")
+        draw_backend_setup(layout, context)
+        col = layout.column()
+        col.prop(self, "device")
+        col.prop(self, "method")
+        col.prop(self, "model_dir")
+        draw_model_manager(layout, context)

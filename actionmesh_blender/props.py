@@ -23,16 +23,80 @@ OPERATOR_METHOD_ITEMS = [("PREFERENCE", "From Preferences", "The method chosen i
     + METHOD_ITEMS
 
 
+# Video operators (operators/video.py) and the panel's choices.
+VIDEO_SOURCE_ITEMS = [
+    ("STRIP", "Movie Strip", "The Sequencer's active movie strip (its visible frames, from its own start frame)"),
+    ("FILE", "Movie File", "A movie file (mp4, mov, avi, mkv, webm, ...)"),
+    ("FOLDER", "Image Folder", "A folder of PNG/JPG frames in name order (RGBA frames keep their alpha as the mask)"),
+]
+PANEL_SOURCE_ITEMS = VIDEO_SOURCE_ITEMS + [
+    ("SEQUENCE", "Mesh Sequence", "A folder with one mesh per frame, registered onto the active mesh"),
+    ("OBJECT", "Animated Object", "Another object's animation, rendered by Blender, transferred to the active mesh"),
+]
+TARGET_ITEMS = [
+    ("NEW", "New Object", "Generate a new object: the mesh of the clip's first frame, animated"),
+    ("ACTIVE", "Active Mesh", "Animate the selected mesh (UVs, materials, modifiers and other keys are kept)"),
+]
+VIDEO_METHOD_ITEMS = [
+    ("auto", "Learned + Fit", "The learned models' motion refined by fitting to the clip (fitting alone, with a "
+     "warning, when the models are not stored)"),
+    ("learned", "Learned", "ActionMesh's learned models only (needs the models)"),
+    ("fit", "Fit", "Fit the mesh to the clip's silhouettes and optical flow, on the CPU, no models needed"),
+]
+QUALITY_ITEMS = [
+    ("DEFAULT", "Default", "The release's settings (100 / 30 denoising steps)"),
+    ("FAST", "Fast", "The release's fast preset (50 / 15 steps)"),
+]
+MEMORY_ITEMS = [
+    ("AUTO", "Automatic", "The whole guidance batch at once (fastest)"),
+    ("LOW_VRAM", "Low VRAM", "Smaller batches and chunks: slower, less GPU memory"),
+]
+CAMERA_ITEMS = [
+    ("SCENE", "Scene Camera", "The clip was filmed by the scene's camera: the mesh is seen as placed in the scene"),
+    ("ESTIMATE", "Estimate", "Estimate the camera from the first frame's silhouette"),
+]
+TRANSFER_CAMERA_ITEMS = [
+    ("FRAMING", "Framing Camera", "A temporary camera that frames both objects"),
+    ("SCENE", "Scene Camera", "Render through the scene's camera"),
+]
+
+
 class ActionMeshSettings(bpy.types.PropertyGroup):
+    source: bpy.props.EnumProperty(name="Source", items=PANEL_SOURCE_ITEMS, default="STRIP")
+    target: bpy.props.EnumProperty(name="Target", items=TARGET_ITEMS, default="NEW")
     sequence_dir: bpy.props.StringProperty(
         name="Mesh Sequence", subtype="DIR_PATH",
         description="Folder with one mesh per frame (obj, ply, stl, glb), in name order")
     space: bpy.props.EnumProperty(name="Coordinates", items=SPACE_ITEMS, default="LOCAL",
                                   description="Which coordinates the sequence files are in")
+    movie_file: bpy.props.StringProperty(name="Movie File", subtype="FILE_PATH")
+    image_dir: bpy.props.StringProperty(name="Image Folder", subtype="DIR_PATH",
+                                        description="Folder of PNG/JPG frames, in name order")
+    masks_dir: bpy.props.StringProperty(name="Masks", subtype="DIR_PATH",
+                                        description="Optional: one mask image per frame (white = subject); empty: "
+                                                    "the frames' alpha, else the background remover")
+    motion_object: bpy.props.PointerProperty(name="Motion From", type=bpy.types.Object,
+                                             description="The animated object whose motion the active mesh takes")
+    use_strip_range: bpy.props.BoolProperty(name="Strip's Range", default=True,
+                                            description="Use the strip's visible frames")
+    start: bpy.props.IntProperty(name="Start", default=0, min=0, description="First frame of the clip (0 = its first)")
+    count: bpy.props.IntProperty(name="Frames", default=0, min=0, description="How many frames; 0: to the end")
+    stride: bpy.props.IntProperty(name="Stride", default=1, min=1, description="Use every N-th frame")
+    seed: bpy.props.IntProperty(name="Seed", default=44, min=0)
+    method: bpy.props.EnumProperty(name="Method", items=VIDEO_METHOD_ITEMS, default="auto")
+    quality: bpy.props.EnumProperty(name="Quality", items=QUALITY_ITEMS, default="DEFAULT")
+    memory: bpy.props.EnumProperty(name="Memory", items=MEMORY_ITEMS, default="AUTO")
+    camera: bpy.props.EnumProperty(name="Camera", items=CAMERA_ITEMS, default="SCENE")
+    render_camera: bpy.props.EnumProperty(name="Render Camera", items=TRANSFER_CAMERA_ITEMS, default="FRAMING")
+    stage1_meshes: bpy.props.BoolProperty(name="Stage I Meshes", default=False,
+                                          description="Also import each frame's Stage I shape, for inspection")
 
 
 class ActionMeshJobState(bpy.types.PropertyGroup):
     running: bpy.props.BoolProperty(default=False)
     progress: bpy.props.FloatProperty(default=0.0, min=0.0, max=1.0)
     status: bpy.props.StringProperty(default="")
+    stage: bpy.props.StringProperty(default="")
+    message: bpy.props.StringProperty(default="")
+    seconds_left: bpy.props.FloatProperty(default=-1.0, description="Estimated time left; negative: unknown")
     last_error: bpy.props.StringProperty(default="")

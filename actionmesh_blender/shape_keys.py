@@ -4,7 +4,7 @@
 The animation arrives as offsets ``[T, V, 3]`` (float32, object-local space) relative to the
 mesh's reference ("Basis") key. Each frame ``t`` becomes one relative shape key named
 ``{prefix}{t:03d}`` (``AM_000``, ``AM_001``, ...) whose ``value`` is animated so that exactly that
-key is fully on at frame ``start_frame + t``.
+key is fully on at frame ``start_frame + t * frame_step`` (``frame_step`` 1 by default).
 
 Keyframe layout (documented choice): key ``t`` gets ``value = 1`` at its own frame and ``0`` at the
 previous / next frame *only where that neighbour frame belongs to the animation*. With Blender's
@@ -32,6 +32,7 @@ Imports only bpy, the standard library and numpy.
 
 from __future__ import annotations
 
+import math
 import re
 
 import bpy
@@ -175,14 +176,16 @@ def _validate(obj, offsets) -> np.ndarray:
     return arr
 
 
-def _keyframes(t: int, n_frames: int, start_frame: int) -> np.ndarray:
-    frame = start_frame + t
+def _keyframes(t: int, n_frames: int, start_frame: float, frame_step: float = 1.0) -> np.ndarray:
+    def frame(i):
+        return start_frame + i * frame_step
+
     co = []
     if t > 0:
-        co += [frame - 1, 0.0]
-    co += [frame, 1.0]
+        co += [frame(t - 1), 0.0]
+    co += [frame(t), 1.0]
     if t < n_frames - 1:
-        co += [frame + 1, 0.0]
+        co += [frame(t + 1), 0.0]
     return np.asarray(co, dtype=np.float32)
 
 
@@ -190,15 +193,22 @@ def _keyframes(t: int, n_frames: int, start_frame: int) -> np.ndarray:
 # Public API
 # ----------------------------------------------------------------------------------------------
 
-def apply_offsets_as_shape_keys(obj, offsets, *, start_frame, prefix=PREFIX, scene=None) -> list[str]:
+def apply_offsets_as_shape_keys(obj, offsets, *, start_frame, frame_step=1.0, prefix=PREFIX,
+                                scene=None) -> list[str]:
     """Write `offsets` [T, V, 3] onto `obj` as animated relative shape keys; return their names.
 
+    Key ``t`` is fully on at scene frame ``start_frame + t * frame_step``: ``frame_step`` maps the
+    animation's rate onto the scene's (a 12 fps clip in a 24 fps scene: 2; it may be fractional,
+    e.g. 0.8 for 30 fps into 24, and the keys then blend between scene frames).
     `scene` (default: the context scene) gets its frame_end raised to cover the animation.
     Raises ValueError (object untouched) for bad input; any other failure midway is rolled back
     and re-raised.
     """
     arr = _validate(obj, offsets)
     start_frame = int(start_frame)
+    frame_step = float(frame_step)
+    if not (math.isfinite(frame_step) and frame_step > 0):
+        raise ValueError(f"frame_step must be a positive number, got {frame_step!r}")
     n_frames = arr.shape[0]
     if scene is None:
         scene = bpy.context.scene
@@ -238,14 +248,14 @@ def apply_offsets_as_shape_keys(obj, offsets, *, start_frame, prefix=PREFIX, sce
             path = _key_path_prefix(name) + ".value"
             fc = fcurves.new(path, index=0)
             state["fcurves"].append(fc)
-            co = _keyframes(t, n_frames, start_frame)
+            co = _keyframes(t, n_frames, start_frame, frame_step)
             n = len(co) // 2
             fc.keyframe_points.add(n)
             fc.keyframe_points.foreach_set("co", co)
             fc.keyframe_points.foreach_set("interpolation", [_LINEAR] * n)
             fc.update()
 
-        scene.frame_end = max(scene.frame_end, start_frame + n_frames - 1)
+        scene.frame_end = max(scene.frame_end, math.ceil(start_frame + (n_frames - 1) * frame_step - 1e-6))
         if state["added_basis"]:
             key[_BASIS_MARK] = True
         _restore_active(obj, active_name)

@@ -368,3 +368,38 @@ def test_failure_midway_rolls_back(bpy_version, tmp_path):
     assert res["names"] == [f"AM_{t:03d}" for t in range(5)]
     # Only the two user actions (Smile's, "UserEmpty") and the one from the successful run.
     assert len(res["leftover"]) == 3 and {"Cube_ActionMesh", "UserEmpty"} <= set(res["leftover"])
+
+
+def test_frame_step_maps_clip_rate_onto_scene(bpy_version, tmp_path):
+    """frame_step 2 (a 12 fps clip in a 24 fps scene): key t is fully on at start + 2t, the two
+    neighbouring keys blend in between, frame_end covers the last key; a fractional step works
+    and a non-positive one is refused with nothing changed."""
+    res = run('''
+        scene = fresh_scene()
+        bpy.ops.mesh.primitive_cube_add()
+        obj = bpy.context.object
+        offsets = np.zeros((3, 8, 3), np.float32)
+        offsets[:, :, 0] = np.arange(3)[:, None]
+        sk.apply_offsets_as_shape_keys(obj, offsets, start_frame=5, frame_step=2)
+        xs = []
+        for f in range(4, 11):
+            scene.frame_set(f)
+            xs.append(round(float(evaluated_co(obj)[:, 0].mean() - get_co(obj.data.vertices, 8)[:, 0].mean()), 4))
+        frame_end = scene.frame_end
+        refused = []
+        for bad in (0, -1, float("nan")):
+            try:
+                sk.apply_offsets_as_shape_keys(obj, offsets, start_frame=5, frame_step=bad)
+            except ValueError as exc:
+                refused.append("frame_step" in str(exc))
+        keys_after_refusal = [k.name for k in obj.data.shape_keys.key_blocks]
+        sk.apply_offsets_as_shape_keys(obj, offsets, start_frame=1, frame_step=0.8)
+        scene.frame_set(3)  # between key 2 (frame 2.6) and nothing after: held at the last pose
+        held = round(float(evaluated_co(obj)[:, 0].mean() - get_co(obj.data.vertices, 8)[:, 0].mean()), 4)
+        result(xs=xs, frame_end=frame_end, refused=refused, keys=keys_after_refusal, held=held)
+    ''', bpy_version, tmp_path)
+    assert res["xs"] == [0, 0, 0.5, 1, 1.5, 2, 2]
+    assert res["frame_end"] == 9
+    assert res["refused"] == [True, True, True]
+    assert res["keys"] == ["Basis", "AM_000", "AM_001", "AM_002"]
+    assert res["held"] == 2

@@ -1,0 +1,238 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The machinery every backend-job operator shares: start, watch (modal or blocking), cancel,
+finish, fail.
+
+A job touches the scene only once, at the very end, after the backend's result has been read
+and checked; everything before that happens in a job folder. So a failure, a cancel or a dead
+backend leaves the scene exactly as it was, and one undo step removes a finished result (the
+operators using this base declare UNDO).
+
+A subclass implements two methods:
+
+* ``_prepare(context, job_dir) -> (command, args)``: check the input (raise UserError for
+  anything the user can fix), write what the backend reads into `job_dir`, keep on ``self`` what
+  ``_apply`` needs (names, not Blender references: the user may edit the scene while the job runs);
+* ``_apply(context, job) -> str``: write the checked result into the scene and return the status
+  line. It must either succeed or leave the scene as it found it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+import uuid
+from pathlib import Path
+
+import bpy
+
+from .. import session
+from ..backend_client import BackendUnavailable, Job
+from ..exchange import ResultError, fit_summary
+from ..preferences import backend_python, user_dir
+
+KEEP_JOB_DIRS = 5
+
+
+class UserError(Exception):
+    """A problem the user can fix; reported as is, with nothing changed."""
+
+
+def jobs_root() -> Path:
+    root = user_dir() / "jobs"
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def new_job_dir() -> Path:
+    root = jobs_root()
+    old = sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
+    for stale in old[:max(0, len(old) - KEEP_JOB_DIRS + 1)]:
+        shutil.rmtree(stale, ignore_errors=True)
+    path = root / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    path.mkdir()
+    return path
+
+
+def job_state(context):
+    return context.window_manager.actionmesh_job
+
+
+def redraw(context) -> None:
+    screen = getattr(context, "screen", None)
+    for area in (screen.areas if screen else []):
+        if area.type in ("VIEW_3D", "SEQUENCE_EDITOR"):
+            area.tag_redraw()
+
+
+class ProgressClock:
+    """Time left from the rate of progress within the current stage (stages differ too much in
+    speed for one rate over the whole job): elapsed * (1 - f) / f, once f is big enough to mean
+    something. None while unknown."""
+
+    def __init__(self):
+        self.stage = None
+        self.since = time.monotonic()
+
+    def seconds_left(self, job: Job) -> float | None:
+        now = time.monotonic()
+        if job.stage != self.stage:
+            self.stage, self.since = job.stage, now
+            return None
+        f = job.fraction
+        elapsed = now - self.since
+        if f < 0.02 or f >= 1.0 or elapsed < 0.5:
+            return None
+        return elapsed * (1.0 - f) / f
+
+
+def format_seconds(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds // 60:.0f} min {seconds % 60:02.0f} s"
+    return f"{seconds // 3600:.0f} h {(seconds % 3600) // 60:02.0f} min"
+
+
+class JobOperator:
+    """Mixin for `bpy.types.Operator` subclasses that run one backend job (see the module doc)."""
+
+    # Shown while nothing else is known.
+    job_label = "ActionMesh job"
+
+    @classmethod
+    def poll(cls, context):
+        if context.mode != "OBJECT":
+            cls.poll_message_set("Switch to Object Mode")
+            return False
+        if session.busy():
+            cls.poll_message_set("An ActionMesh job is already running")
+            return False
+        return True
+
+    # -- entry points
+
+    def invoke(self, context, event):
+        if bpy.app.background:
+            return self.execute(context)
+        if not self._start(context):
+            return {"CANCELLED"}
+        wm = context.window_manager
+        self._timer = wm.event_timer_add(0.1, window=context.window)
+        wm.modal_handler_add(self)
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context, event):
+        job = session.current_job
+        if event.type == "ESC" and event.value == "PRESS":
+            job.cancel()
+        if event.type != "TIMER":
+            return {"PASS_THROUGH"}
+        job.update()
+        self._show(context, job)
+        if not job.finished:
+            return {"PASS_THROUGH"}
+        context.window_manager.event_timer_remove(self._timer)
+        return self._finish(context)
+
+    def execute(self, context):
+        """Blocking path: scripts and `blender -b`, where timers and modal handlers never run."""
+        if not self._start(context):
+            return {"CANCELLED"}
+        interactive = not bpy.app.background
+        if interactive:
+            context.window_manager.progress_begin(0, 1000)
+        try:
+            session.current_job.wait(on_update=lambda job: self._show(context, job, interactive))
+        except BaseException:
+            # Interrupted (Ctrl+C in a script, a failing progress listener): stop the job too.
+            session.current_job.cancel()
+            job_state(context).running = False
+            raise
+        finally:
+            if interactive:
+                context.window_manager.progress_end()
+        return self._finish(context)
+
+    # -- the steps
+
+    def _start(self, context) -> bool:
+        state = job_state(context)
+        state.last_error = ""
+        self._started = time.monotonic()
+        self._clock = ProgressClock()
+        try:
+            job_dir = new_job_dir()
+            command, args = self._prepare(context, job_dir)
+            backend = session.get_backend(backend_python(context), cwd=str(jobs_root()))
+            session.current_job = Job(backend, command, args)
+        except (UserError, BackendUnavailable, OSError) as exc:
+            self._fail(context, str(exc))
+            return False
+        state.running, state.progress, state.status = True, 0.0, f"Starting the {self.job_label}"
+        state.stage, state.message, state.seconds_left = "", "starting", -1.0
+        return True
+
+    def _show(self, context, job: Job, cursor_progress: bool = False) -> None:
+        state = job_state(context)
+        state.progress = job.fraction
+        state.stage, state.message = job.stage, job.message
+        left = self._clock.seconds_left(job)
+        state.seconds_left = -1.0 if left is None else left
+        state.status = f"{job.stage}: {job.message}" if job.stage else job.message
+        if cursor_progress:
+            context.window_manager.progress_update(int(job.fraction * 1000))
+        session.notify(job)
+        redraw(context)
+
+    def _finish(self, context):
+        job = session.current_job
+        state = job_state(context)
+        state.running = False
+        redraw(context)
+        if job.state == "cancelled":
+            state.status = "Cancelled; nothing was changed"
+            self.report({"WARNING"}, "ActionMesh job cancelled; nothing was changed")
+            return {"CANCELLED"}
+        if job.state != "done":
+            return self._fail(context, f"{job.error} [{job.error_code}]")
+        try:
+            summary = self._apply(context, job)
+        except (UserError, ResultError, ValueError, OSError) as exc:
+            return self._fail(context, str(exc))
+        for warning in job.outputs.get("warnings", []):
+            self.report({"WARNING"}, warning)
+        state.status = f"{summary} in {time.monotonic() - self._started:.1f} s"
+        fit = fit_summary(job.outputs.get("frame_fit"))
+        if fit:
+            state.status += f"; {fit}"
+        self.report({"INFO"}, f"ActionMesh: {state.status}")
+        return {"FINISHED"}
+
+    def _fail(self, context, message: str):
+        state = job_state(context)
+        state.running, state.last_error = False, message
+        self.report({"ERROR"}, f"ActionMesh: {message}")
+        return {"CANCELLED"}
+
+    # -- for subclasses
+
+    def _prepare(self, context, job_dir: Path) -> tuple[str, dict]:
+        raise NotImplementedError
+
+    def _apply(self, context, job: Job) -> str:
+        raise NotImplementedError
+
+
+class ACTIONMESH_OT_cancel_job(bpy.types.Operator):
+    """Stop the running ActionMesh job; the scene stays as it was"""
+
+    bl_idname = "actionmesh.cancel_job"
+    bl_label = "Cancel"
+
+    @classmethod
+    def poll(cls, context):
+        return session.busy()
+
+    def execute(self, context):
+        session.current_job.cancel()
+        return {"FINISHED"}
