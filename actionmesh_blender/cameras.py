@@ -70,3 +70,26 @@ def project(camera: dict, points: np.ndarray) -> np.ndarray:
     k = camera["intrinsics"]
     pc = np.asarray(points, dtype=np.float64) @ ext[:3, :3].T + ext[:3, 3]
     return np.stack([k["fx"] * pc[:, 0] / pc[:, 2] + k["cx"], k["fy"] * pc[:, 1] / pc[:, 2] + k["cy"]], axis=1)
+
+
+def blender_camera(camera: dict, file_from_world: np.ndarray) -> dict:
+    """The inverse of camera_json: a Blender camera (sensor fit AUTO, 36 mm sensor, square pixels)
+    that sees the file's coordinates as camera.json says, placed in Blender's world.
+
+    Returns matrix_world (4x4), lens, sensor_width, shift_x, shift_y and the resolution the
+    intrinsics were given for. fx and fy are averaged (the backend estimates square pixels)."""
+    k = camera["intrinsics"]
+    width, height = int(k["width"]), int(k["height"])
+    view = float(max(width, height))  # AUTO: the sensor spans the longer side
+    sensor = 36.0
+    focal = 0.5 * (float(k["fx"]) + float(k["fy"]))
+    ext = np.asarray(camera["world_to_camera"], dtype=np.float64)
+    r, t = ext[:3, :3], ext[:3, 3]
+    d = CV_FROM_BLENDER_CAMERA
+    rot = (d @ r @ np.asarray(file_from_world, dtype=np.float64)).T  # camera axes in the world
+    eye = -rot @ d @ t
+    matrix = np.eye(4)
+    matrix[:3, :3], matrix[:3, 3] = rot, eye
+    return {"matrix_world": matrix, "lens": focal * sensor / view, "sensor_width": sensor,
+            "shift_x": ((width - 1) / 2.0 - float(k["cx"])) / view,
+            "shift_y": (float(k["cy"]) - (height - 1) / 2.0) / view, "resolution": (width, height)}

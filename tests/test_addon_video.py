@@ -179,6 +179,24 @@ out = dict(status=status, error=error, line=state.status, keys=keys, frames=key_
            uv_same=uv_same, materials=[materials, [m.name for m in obj.data.materials]],
            vertices=[n_vertices, len(obj.data.vertices)], moved=moved,
            method=session.current_job.outputs.get("method") if session.current_job.outputs else None)
+# The estimated camera comes into the scene: the panda seen through it covers frame 0's object.
+cam = bpy.data.objects.get(obj.name + " Camera")
+out["camera"] = cam is not None and cam.type == "CAMERA"
+if out["camera"]:
+    from bpy_extras.object_utils import world_to_camera_view
+    scene = bpy.context.scene
+    scene.render.resolution_x = scene.render.resolution_y = 512
+    scene.render.resolution_percentage = 100
+    image = bpy.data.images.load({str(panda / "00.png")!r})
+    pixels = np.empty(512 * 512 * 4, np.float32)
+    image.pixels.foreach_get(pixels)
+    alpha = pixels.reshape(512, 512, 4)[:, :, 3]  # rows from the bottom, as camera-view y
+    hits = []
+    for v in list(obj.data.vertices)[::25]:
+        ndc = world_to_camera_view(scene, cam, obj.matrix_world @ v.co)
+        col, row = int(ndc.x * 512), int(ndc.y * 512)
+        hits.append(0 <= col < 512 and 0 <= row < 512 and alpha[row, col] > 0.5)
+    out["inside"] = float(np.mean(hits))
 bpy.ops.ed.undo()
 out["undone"] = counts() == before
 result(**out)
@@ -186,6 +204,8 @@ result(**out)
     r = run_blender(script, bpy_version, tmp_path=tmp_path)
     assert r["status"] == ["FINISHED"], r["error"]
     assert r["method"] == "fit"
+    assert r["camera"] and r["inside"] > 0.9, r.get("inside")
+    assert "estimated camera" in r["line"]
     assert r["keys"] == ["Basis", "AM_000", "AM_001", "AM_002"]
     assert r["frames"] == [1, 2, 3], "a folder's frames at the scene's rate: one key per frame"
     assert r["uv_same"] and r["materials"][0] == r["materials"][1] and r["vertices"][0] == r["vertices"][1]

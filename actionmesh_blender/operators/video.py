@@ -22,6 +22,7 @@ from pathlib import Path
 
 import bpy
 import numpy as np
+from mathutils import Matrix
 
 from .. import cameras, shape_keys, sources
 from ..availability import learned_unavailable_reason
@@ -219,6 +220,10 @@ class AnimateMeshJob(VideoSettings, ModelSettings, JobOperator):
     Blender does not allow registering a subclass of a registered operator)."""
 
     camera: bpy.props.EnumProperty(name="Camera", items=CAMERA_ITEMS, default="SCENE")
+    add_camera: bpy.props.BoolProperty(
+        name="Add Estimated Camera", default=True,
+        description="When the camera was estimated, add it to the scene (as the scene camera if there is none), "
+                    "so the result can be viewed as the clip sees it")
 
     @classmethod
     def poll(cls, context):
@@ -285,7 +290,30 @@ class AnimateMeshJob(VideoSettings, ModelSettings, JobOperator):
         written = shape_keys.apply_offsets_as_shape_keys(obj, local, start_frame=target["scene_start"],
                                                          frame_step=step, scene=scene)
         how = job.outputs.get("method", self.method)
-        return f"{len(written)} shape keys on '{obj.name}' every {step:g} frames ({how})"
+        message = f"{len(written)} shape keys on '{obj.name}' every {step:g} frames ({how})"
+        if self.add_camera and job.outputs.get("camera_estimated") and job.outputs.get("camera"):
+            message += "; " + _add_estimated_camera(scene, obj.name, Path(job.outputs["camera"]))
+        return message
+
+
+def _add_estimated_camera(scene, name: str, path: Path) -> str:
+    """A camera object where the fit estimated the clip's camera; the scene camera if it has none."""
+    data = json.loads(path.read_text())
+    # The mesh went out with its world transform applied, Y up (AnimateMeshJob._prepare).
+    placed = cameras.blender_camera(data, Z_UP_TO_Y_UP)
+    cam = bpy.data.cameras.new(f"{name} Camera")
+    cam.lens, cam.sensor_width, cam.sensor_fit = placed["lens"], placed["sensor_width"], "AUTO"
+    cam.shift_x, cam.shift_y = placed["shift_x"], placed["shift_y"]
+    cam.clip_start = 0.01
+    obj = bpy.data.objects.new(f"{name} Camera", cam)
+    obj.matrix_world = Matrix(placed["matrix_world"].tolist())  # Matrix takes rows, as numpy stores them
+    scene.collection.objects.link(obj)
+    width, height = placed["resolution"]
+    note = f"added the estimated camera '{obj.name}' (for a {width}x{height} clip)"
+    if scene.camera is None:
+        scene.camera = obj
+        note += " as the scene camera"
+    return note
 
 
 class ACTIONMESH_OT_animate_from_video(AnimateMeshJob, bpy.types.Operator):
