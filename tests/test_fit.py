@@ -75,11 +75,11 @@ def test_fit_with_the_camera_beats_the_still_mesh(case, tmp_path):
     assert fit_err < 0.85 * still_err, (fit_err, still_err)
 
     report = json.loads((out / "report.json").read_text())
-    frames = report["per_frame"]
+    frames = report["fit"]["per_frame"]
     assert len(frames) == FRAMES
     assert np.mean([f["iou_after"] for f in frames]) >= np.mean([f["iou_before"] for f in frames])
     assert all("flow_residual_after" in f for f in frames[1:])
-    assert report["camera_used"]["intrinsics"]["width"] == SIZE
+    assert report["fit"]["camera_used"]["intrinsics"]["width"] == SIZE
     assert (out / "camera.json").is_file() and (out / "animated.glb").is_file()
     from backend.fitting.camera import Camera
 
@@ -97,7 +97,7 @@ def test_auto_without_the_models_fits_with_an_estimated_camera(case, tmp_path):
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["method"] == "fit" and result["camera_estimated"] is True
     report = json.loads((out / "report.json").read_text())
-    assert report["camera_estimated"] is True and len(report["per_frame"]) == FRAMES
+    assert report["fit"]["camera_estimated"] is True and len(report["fit"]["per_frame"]) == FRAMES
 
 
 def test_auto_refines_the_learned_result_by_fitting(case, tmp_path, tiny_models):
@@ -115,6 +115,7 @@ def test_auto_refines_the_learned_result_by_fitting(case, tmp_path, tiny_models)
     assert result["method"] == "auto" and result["camera_estimated"] is False
     report = json.loads((out / "report.json").read_text())
     assert report["method"] == "auto" and len(report["fit"]["per_frame"]) == FRAMES
+    assert {"iou_before", "iou_after", "camera_used", "camera_estimated", "camera_iou"} <= set(report["fit"])
     assert "fit" in report["stages"] and (out / "camera.json").is_file()
     rest = load_mesh(_mesh_path(case))
     with np.load(out / "animation.npz") as npz:

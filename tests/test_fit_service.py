@@ -71,7 +71,11 @@ def test_fit_job_reports_every_frame_and_returns_its_outputs(peer, case, tmp_pat
     for key in ("animation", "glb", "camera", "report"):
         assert os.path.isfile(outputs[key]), key
     report = json.loads(open(outputs["report"]).read())
-    assert len(report["per_frame"]) == 6 and all("iou_after" in r for r in report["per_frame"])
+    fit = report["fit"]  # the same layout as --method auto's
+    assert len(fit["per_frame"]) == 6 and all("iou_after" in r for r in fit["per_frame"])
+    assert {"iou_before", "iou_after", "camera_used", "camera_estimated", "camera_iou", "settings",
+            "seconds"} <= set(fit)
+    assert message["outputs"]["iou_after"] == fit["iou_after"] and message["outputs"]["camera_estimated"] is False
 
 
 def test_cancel_during_the_fit_leaves_nothing(peer, case, tmp_path):

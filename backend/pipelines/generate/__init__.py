@@ -1,0 +1,256 @@
+"""Video -> animated mesh: ActionMesh's generation pipeline, as one job (`generate`).
+
+This package orchestrates; each step lives in the module that describes it:
+
+    inputs    arguments, the method's choice, the clip, the masks (alpha) and the given mesh:
+              frames (video, folder or array) -> alpha: the frames' own where usable, else the
+              user's masks (--masks) or RMBG-1.4 -> one crop box for the clip, padded square, on
+              white (backend.preprocessing.prepare_frames)
+    anchor    Stage 0, the anchor (frame 0): TripoSG, or the user's --mesh; --known keyframes
+    (here)    DINOv2-large tokens per frame (backend.models.image_encoder)
+    temporal  Stage I (every frame's shape latent, windows of 16 sliding by 15) and Stage II (the
+              anchor's vertices moved through them); --stage1-meshes
+    fit       --method fit (the --mesh fitted to the frames by backend.fitting.fit_video, no
+              models) and --method auto (the learned result refined by the same fit)
+    outputs   the hidden output folder published at the end; animation.npz, animated.glb,
+              anchor.glb, camera.json (a fit's), report.json (one layout for every method)
+    runtime   device, precision, memory: one large model on the device at a time
+
+run_generate lives here and calls the steps through this module's names, so a test or the
+benchmark can stand in for one (generate.stage2_positions, generate.StageMeter); every name the
+single-module version had is still importable from backend.pipelines.generate.
+
+What we learned from the upstream code (facebookresearch/actionmesh, read, not copied):
+actionmesh/pipeline.py (stage order, lazy loading; the rest is noted in the modules above).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import List, Optional
+
+from ...errors import BadInput
+from ...geometry.weld import weld
+from ...jobs import JobContext
+from .anchor import (EXTRACT_BOUNDS, EXTRACT_RESOLUTION, FACE_BUDGET, FAST_STAGE0_STEPS, FLOATER_FRACTION,
+                     LOW_VRAM_QUERY_CHUNK, QUERY_CHUNK, STAGE0_GUIDANCE, STAGE0_STEPS, SURFACE_POINTS, AnchorMesh,
+                     anchor_from_mesh, anchor_in_model_space, clean_anchor, encode_mesh, extract_latent,
+                     generate_anchor, sdf_function, stage0)
+from .fit import LOW_CAMERA_IOU, fit_frames, refine_by_fitting, run_fit
+from .inputs import (LEARNED_MODELS, METHODS, MODEL_SET_DEFAULT_NAMES, MODEL_SET_DEFAULTS_KEY, border_frames,
+                     check_int, check_output_folder, frames_with_alpha, load_given_mesh, missing_learned_models,
+                     model_set_defaults, parse_known, read_clip, user_masks)
+from .outputs import (FIT_RESULT_KEYS, OUTPUT_NAMES, REPORT_KIND, StagedOutput, job_report, job_result,
+                      model_revisions, publish, staged_output, write_mesh_glb)
+from .runtime import (DEVICES, SMALL_LAYER_VALUES, SplitGuidanceBatch, StageMeter, amp, autocast_dtype,
+                      loop_threads, pick_device, release_memory)
+from .temporal import (FAST_STAGE1_STEPS, LOW_VRAM_STAGE2_QUERY_CHUNK, SLIDE, STAGE1_GUIDANCE, STAGE1_STEPS,
+                       STAGE2_QUERY_CHUNK, STAGE2_TOKEN_BUDGET, WINDOW, stage1_latents, stage2_offsets,
+                       stage2_positions, write_stage1_meshes)
+
+# The names the single-module version had (private ones included).
+_check_int, _publish, _run_fit, _write_mesh_glb = check_int, publish, run_fit, write_mesh_glb
+
+__all__ = [
+    "AnchorMesh", "DEVICES", "EXTRACT_BOUNDS", "EXTRACT_RESOLUTION", "FACE_BUDGET", "FAST_STAGE0_STEPS",
+    "FAST_STAGE1_STEPS", "FIT_RESULT_KEYS", "FLOATER_FRACTION", "LEARNED_MODELS", "LOW_CAMERA_IOU",
+    "LOW_VRAM_QUERY_CHUNK", "LOW_VRAM_STAGE2_QUERY_CHUNK", "METHODS", "MODEL_SET_DEFAULTS_KEY",
+    "MODEL_SET_DEFAULT_NAMES", "OUTPUT_NAMES", "QUERY_CHUNK", "REPORT_KIND", "SLIDE", "SMALL_LAYER_VALUES",
+    "STAGE0_GUIDANCE", "STAGE0_STEPS", "STAGE1_GUIDANCE", "STAGE1_STEPS", "STAGE2_QUERY_CHUNK",
+    "STAGE2_TOKEN_BUDGET", "SURFACE_POINTS", "SplitGuidanceBatch", "StageMeter", "StagedOutput", "WINDOW", "amp",
+    "anchor_from_mesh", "anchor_in_model_space", "autocast_dtype", "border_frames", "check_int",
+    "check_output_folder", "clean_anchor", "encode_mesh", "extract_latent", "fit_frames", "frames_with_alpha",
+    "generate_anchor", "job_report", "job_result", "load_given_mesh", "loop_threads", "missing_learned_models",
+    "model_revisions", "model_set_defaults", "parse_known", "pick_device", "publish", "read_clip",
+    "refine_by_fitting", "release_memory", "run_fit", "run_generate", "sdf_function", "stage0",
+    "stage1_latents", "stage2_offsets", "stage2_positions", "staged_output", "user_masks", "weld",
+    "write_mesh_glb", "write_stage1_meshes",
+]
+
+
+def run_generate(ctx: JobContext, *, input, out: str, mesh: Optional[str] = None, known=(), loop: bool = False,
+                 masks: Optional[str] = None, start: int = 0, frames: Optional[int] = None, stride: int = 1,
+                 fps: Optional[float] = None, seed: int = 44, device: str = "auto", fast: bool = False,
+                 low_vram: bool = False, models_dir: Optional[str] = None, stage1_meshes: bool = False,
+                 stage0_steps: Optional[int] = None, stage1_steps: Optional[int] = None,
+                 resolution: Optional[int] = None, face_budget: int = FACE_BUDGET,
+                 method: str = "learned", camera: Optional[str] = None) -> dict:
+    """Video (a file, a folder of frames, or an array [T, H, W, 3|4]) -> animated mesh in `out`.
+
+    `method`: "learned" (ActionMesh's models), "fit" (fit `mesh` to the frames' silhouettes and
+    optical flow, no weights; `camera` a camera.json, else the camera is estimated), "auto"
+    (the learned result refined by fitting when its models are all stored, else fit with a warning
+    naming what is missing).
+
+    See the module docstring for the method. `known`: keyframes FRAME=MESH (frame numbers count
+    the selected frames, 0-based; frame 0 is the anchor, give it with `mesh`); with `mesh` they
+    share its coordinates, without it each is normalised on its own. stage0_steps, stage1_steps,
+    resolution (extraction grid) and face_budget override the release's settings (as its
+    pipeline's overrides do); resolution None is the model set's own default (MODEL_SET_DEFAULTS_KEY)
+    where it has one, else the release's 512; report.json's settings_sources says where each came
+    from. Returns the output paths and a summary; report.json has the rest.
+    """
+    from ...hub import require
+    from ...meshio import load_mesh
+    from ...models.dit import TemporalDenoiser
+    from ...models.image_encoder import ImageEncoder
+    from ...models.temporal_autoencoder import TemporalAutoencoder
+    from ...preprocessing import prepare_frames
+
+    started = time.monotonic()
+    warnings: List[str] = []
+    # -- arguments, before anything is read or loaded
+    seed = check_int("seed", seed, 0)
+    if method not in METHODS:
+        raise BadInput(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    refine = False  # auto with the models stored: the learned result, then fitted to the frames
+    if method == "auto":
+        missing = missing_learned_models(models_dir)
+        if not missing:
+            method, refine = "learned", True
+        elif mesh is not None and not known and not loop:
+            warnings.append(f"the learned models are absent ({', '.join(missing)}; python -m backend models "
+                            "download): animated the mesh by video-guided fitting instead (--method fit)")
+            method = "fit"
+        else:
+            method = "learned"  # nothing to fit without a mesh: the learned path names what to fetch
+    if method == "fit":
+        if known or loop:
+            raise BadInput("--known and --loop are for the learned method; --method fit follows the frames only")
+        out_dir = Path(out).expanduser()
+        check_output_folder(out_dir)
+        return run_fit(ctx, input=input, out_dir=out_dir, mesh=mesh, camera=camera, masks=masks, start=start,
+                       frames=frames, stride=stride, fps=fps, seed=seed, device=device, models_dir=models_dir,
+                       warnings=warnings, started=started)
+    fit_camera = None
+    if camera is not None and not refine:
+        warnings.append("--camera is used by --method fit and auto only; the learned pipeline ignored it")
+    elif camera is not None and mesh is None:
+        # A generated anchor lives in the model's box, not in the coordinates a camera.json names.
+        warnings.append("--camera needs --mesh (its coordinates); the camera was estimated from frame 0 instead")
+    elif camera is not None:
+        from ...fitting.camera import Camera
+
+        fit_camera = Camera.load(camera)
+    s0 = check_int("stage0_steps", stage0_steps, 1) if stage0_steps is not None else (
+        FAST_STAGE0_STEPS if fast else STAGE0_STEPS)
+    s1 = check_int("stage1_steps", stage1_steps, 1) if stage1_steps is not None else (
+        FAST_STAGE1_STEPS if fast else STAGE1_STEPS)
+    sources = {"stage0_steps": "argument" if stage0_steps is not None else "release --fast" if fast else "release",
+               "stage1_steps": "argument" if stage1_steps is not None else "release --fast" if fast else "release",
+               "face_budget": "release" if face_budget == FACE_BUDGET else "argument"}
+    if resolution is not None:
+        resolution = check_int("resolution", resolution, 16)
+        sources["resolution"] = "argument"
+    face_budget = check_int("face_budget", face_budget, 4)
+    out_dir = Path(out).expanduser()
+    check_output_folder(out_dir)
+    keyframes = parse_known(known)
+    dev = pick_device(device)
+    dtype = autocast_dtype(dev)
+
+    # -- the models: all present and whole, or a MissingModel naming what to fetch
+    folders = {"actionmesh": require("actionmesh", models_dir), "dinov2": require("dinov2", models_dir),
+               "triposg": require("triposg", models_dir)}
+    denoiser_config = TemporalDenoiser.config_from_file(folders["actionmesh"] / "denoiser" / "config.json")
+    num_tokens = int(denoiser_config.get("num_tokens_nominal", 2048))
+    sources["latent_tokens"] = ("model set: denoiser/config.json num_tokens_nominal"
+                                if "num_tokens_nominal" in denoiser_config else "release")
+    if resolution is None:
+        own = model_set_defaults(folders["triposg"]).get("resolution")
+        if own is not None:
+            resolution = check_int(f"{MODEL_SET_DEFAULTS_KEY}.resolution of the model set", own, 16)
+            sources["resolution"] = f"model set: TripoSG model_index.json {MODEL_SET_DEFAULTS_KEY}"
+        else:
+            resolution, sources["resolution"] = EXTRACT_RESOLUTION, "release"
+
+    # -- the clip
+    clip = read_clip(ctx, input, start=start, frames=frames, stride=stride, fps=fps, warnings=warnings)
+    count = len(clip)
+    bad = sorted(k for k in keyframes if not 0 < k < count)
+    if bad:
+        raise BadInput(f"--known frame(s) {', '.join(map(str, bad))} are outside the clip's frames 1..{count - 1} "
+                       "(frame 0 is the anchor: give its mesh with --mesh)")
+    if loop and (count - 1) in keyframes:
+        raise BadInput(f"--loop sets the last frame ({count - 1}) to the first; it cannot also be a --known frame")
+    # mesh mode: the mesh, and its UVs and material for animated.glb
+    given, surface = load_given_mesh(mesh, warnings) if mesh is not None else (None, None)
+    known_meshes = {k: load_mesh(p, role=f"known frame {k} mesh") for k, p in sorted(keyframes.items())}
+    rgba = frames_with_alpha(ctx, clip, masks, models_dir, dev, warnings)
+    prepared = prepare_frames(rgba).frames
+    ctx.progress("prepare", 1, 1, f"{count} frames, {prepared.shape[2]}x{prepared.shape[1]} after cropping")
+
+    # -- from here on everything goes to a hidden sibling folder, published at the end
+    meter = StageMeter(dev)
+    with staged_output(ctx, out_dir) as staged:
+        # Stage 0: the anchor mesh and its latent, and the keyframes' latents (the VAE is loaded once).
+        with meter("stage0"):
+            anchor, bank, vae = stage0(
+                ctx, folders["triposg"], prepared[0], given=given, mesh=mesh, known_meshes=known_meshes, loop=loop,
+                num_frames=count, keep_vae=stage1_meshes, dev=dev, dtype=dtype, steps=s0, num_tokens=num_tokens,
+                seed=seed, low_vram=low_vram, resolution=resolution, face_budget=face_budget, warnings=warnings)
+            known_frames = list(bank)
+        ctx.check_cancel()
+
+        with meter("image_tokens"):
+            ctx.progress("tokens", 0, 1, f"DINOv2 tokens of {count} frames")
+            encoder = ImageEncoder(folders["dinov2"], device=dev)
+            _, tokens = encoder.encode(prepared)
+            del encoder
+            release_memory(dev)
+            ctx.progress("tokens", 1, 1, f"{tuple(tokens.shape)}")
+
+        with meter("stage1"):
+            denoiser = TemporalDenoiser.from_pretrained(folders["actionmesh"] / "denoiser", device=dev)
+            if low_vram:
+                denoiser.clear_autocast = True  # the release's lowram preset
+            latents, windows = stage1_latents(ctx, denoiser, tokens, bank, num_frames=count, steps=s1, seed=seed,
+                                              dev=dev, dtype=dtype, low_vram=low_vram)
+            del denoiser
+            release_memory(dev)
+
+        with meter("stage2"):
+            autoencoder = TemporalAutoencoder.from_pretrained(folders["actionmesh"] / "autoencoder", device=dev)
+            positions = stage2_positions(ctx, autoencoder, latents, anchor, dev=dev, dtype=dtype, low_vram=low_vram)
+            del autoencoder
+            release_memory(dev)
+            ctx.progress("stage2", 1, 1, "done")
+
+        # Model box -> the output's coordinates and vertices.
+        offsets = stage2_offsets(positions, anchor)
+        fit = None
+        if refine:
+            with meter("fit"):
+                offsets, fit = refine_by_fitting(ctx, anchor, offsets, rgba, fit_camera, seed, warnings)
+
+        if stage1_meshes:
+            with meter("stage1_meshes"):
+                write_stage1_meshes(ctx, staged.tmp / "stage1", vae, latents, anchor, dev=dev, dtype=dtype,
+                                    resolution=resolution, chunk=LOW_VRAM_QUERY_CHUNK if low_vram else QUERY_CHUNK)
+                del vae
+                release_memory(dev)
+
+        paths = staged.write_animation(anchor.vertices, anchor.faces, offsets, clip.fps,
+                                       name=Path(mesh).stem if mesh else "ActionMesh", surface=surface,
+                                       camera=None if fit is None else fit["camera_used"])
+        result = job_result(paths, method="auto" if refine else None, frames=count, vertices=anchor.vertices,
+                            faces=anchor.faces, fps=clip.fps, device=dev, fit=fit, started=started, warnings=warnings)
+        settings = {"mesh": mesh, "known": {str(k): v for k, v in keyframes.items()}, "loop": loop,
+                    "masks": masks, "start": start, "frames": frames, "stride": stride, "fast": fast,
+                    "low_vram": low_vram, "stage0": "mesh" if mesh else "triposg",
+                    "stage0_steps": None if mesh else s0, "stage0_guidance": None if mesh else STAGE0_GUIDANCE,
+                    "stage1_steps": s1, "stage1_guidance": STAGE1_GUIDANCE, "windows": windows,
+                    "known_frames": sorted(int(k) for k in known_frames),
+                    "surface_points": SURFACE_POINTS, "latent_tokens": num_tokens, "resolution": resolution,
+                    "face_budget": face_budget, "floater_fraction": FLOATER_FRACTION,
+                    "stage1_meshes": stage1_meshes}
+        staged.publish(job_report(
+            clip, result, method=result.get("method"), settings=settings, fit=fit, started=started,
+            settings_sources=sources, seed=seed, device=dev,
+            autocast=str(dtype).replace("torch.", "") if dtype else None,
+            models=model_revisions(models_dir, folders),
+            normalization={"center": anchor.center.tolist(), "scale": anchor.scale}, stages=meter.stages))
+    result["stages"] = meter.stages
+    result["seconds"] = round(time.monotonic() - started, 3)
+    return result

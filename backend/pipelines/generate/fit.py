@@ -1,0 +1,128 @@
+"""The generate job's fitting: --method fit, and the refinement of --method auto.
+
+--method fit (no models, CPU): the --mesh is fitted to the frames by backend.fitting.fit_video:
+the camera from --camera (camera.json, OpenCV's convention) or estimated from frame 0's mask,
+then per-frame deformation-graph motion against the masks and the optical flow. The frames are
+used uncropped (the camera sees them whole). Same outputs as the learned pipeline, plus
+camera.json (the camera used). Warnings: a frame-0 silhouette IoU under 0.3 after the camera step
+(the mesh may not be the object), masks touching the image's edge (the object leaves the frame).
+--method auto runs the learned pipeline when its models are all stored and then fit_video from
+its result (each frame's fit starts from the learned pose); without the models it falls back to
+fit (a warning names what is missing), or, with no --mesh to fit, to the learned path's own error
+naming the models to fetch.
+
+Both write report.json's "fit" object (fit_frames), with the same keys:
+  per_frame: per frame, the silhouette IoU and (frames after 0) the flow residual before and after
+    the fit (iou_before, iou_after, flow_residual_before, flow_residual_after);
+  iou_before, iou_after: their means over the frames;
+  camera_used (camera.json's content), camera_estimated (no --camera), camera_iou (frame 0's
+    silhouette IoU after the camera step);
+  settings (backend.fitting's FitSettings), seconds (the fit's own timings).
+The job's result carries camera_estimated, camera_iou, iou_before and iou_after.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import List, Optional
+
+import numpy as np
+
+from ...errors import BadInput
+from ...jobs import JobContext
+from .inputs import border_frames, frames_with_alpha, load_given_mesh, read_clip
+from .outputs import job_report, job_result, staged_output
+from .runtime import pick_device
+
+# Below this silhouette IoU at frame 0 after the camera step, the mesh and the frames' object
+# probably are not the same thing (or the camera is far off): the fit is then not to be trusted.
+LOW_CAMERA_IOU = 0.3
+
+
+def fit_frames(ctx: JobContext, vertices: np.ndarray, faces: np.ndarray, rgba: np.ndarray, camera, seed: int,
+               init_offsets: Optional[np.ndarray] = None):
+    """backend.fitting.fit_video on the uncropped RGBA frames -> (its FitResult, report.json's "fit")."""
+    from ...fitting.fit import FitSettings, fit_video
+
+    settings = FitSettings(seed=seed)
+    fitted = fit_video(vertices, faces, rgba, camera=camera, settings=settings, init_offsets=init_offsets,
+                       progress=lambda i, n, msg: ctx.progress("fit", i, n, msg), should_cancel=ctx.should_cancel)
+    if not np.isfinite(fitted.offsets).all():
+        raise RuntimeError("the fit produced non-finite vertex positions")
+    return fitted, {
+        "per_frame": fitted.report,
+        "iou_before": round(float(np.mean([r["iou_before"] for r in fitted.report])), 4),
+        "iou_after": round(float(np.mean([r["iou_after"] for r in fitted.report])), 4),
+        "camera_used": fitted.camera.to_dict(), "camera_estimated": fitted.camera_estimated,
+        "camera_iou": fitted.camera_iou, "settings": dataclasses.asdict(settings),
+        "seconds": {k: round(v, 3) for k, v in fitted.seconds.items()}}
+
+
+def _low_camera_iou(fitted, consequence: str) -> Optional[str]:
+    if fitted.camera_iou >= LOW_CAMERA_IOU:
+        return None
+    return (f"the mesh covers the object in frame 0 poorly even after placing the camera "
+            f"(silhouette IoU {fitted.camera_iou:.2f} < {LOW_CAMERA_IOU}): {consequence}")
+
+
+def refine_by_fitting(ctx: JobContext, anchor, offsets: np.ndarray, rgba: np.ndarray, camera, seed: int,
+                      warnings: List[str]):
+    """Method "auto": the learned offsets as each frame's starting pose for fit_video on the
+    uncropped frames (same terms as --method fit). -> (fitted offsets, the report's "fit" entry)."""
+    fitted, summary = fit_frames(ctx, anchor.vertices, anchor.faces, rgba, camera, seed, init_offsets=offsets)
+    warning = _low_camera_iou(fitted, "the fit's refinement may be wrong")
+    if warning:
+        warnings.append(warning)
+    return fitted.offsets, summary
+
+
+def run_fit(ctx: JobContext, *, input, out_dir: Path, mesh: Optional[str], camera: Optional[str],
+            masks: Optional[str], start: int, frames: Optional[int], stride: int, fps: Optional[float], seed: int,
+            device: str, models_dir: Optional[str], warnings: List[str], started: float) -> dict:
+    """Method "fit": the given mesh made to follow the frames' object (backend.fitting.fit_video),
+    on the CPU, with no learned weights (RMBG-1.4 only when frames lack alpha and --masks, as in
+    the learned pipeline). Writes what the learned pipeline writes, plus camera.json."""
+    from ...fitting import camera as fit_camera
+
+    if mesh is None:
+        raise BadInput("--method fit animates a given mesh: pass --mesh FILE (the object in frame 0's pose)")
+    given_camera = fit_camera.Camera.load(camera) if camera is not None else None
+    clip = read_clip(ctx, input, start=start, frames=frames, stride=stride, fps=fps, warnings=warnings)
+    count = len(clip)
+    if count < 2:
+        raise BadInput(f"fitting follows motion: it needs at least 2 frames, {clip.source} gave {count}")
+    given, surface = load_given_mesh(mesh, warnings)
+    # The frames' own alpha, else --masks, else RMBG where stored: the same rules as the learned
+    # pipeline (fully transparent frames are refused there, by number).
+    rgba = frames_with_alpha(ctx, clip, masks, models_dir, pick_device(device), warnings)
+    cut = border_frames(rgba, clip.indices)
+    if cut:
+        warnings.append(f"the object touches the image's edge in frame(s) {', '.join(map(str, cut[:12]))}"
+                        f"{' ...' if len(cut) > 12 else ''}: its silhouette is cut off there, so the fit "
+                        "may pull the mesh into the frame")
+    ctx.progress("prepare", 1, 1, f"{count} frames, {rgba.shape[2]}x{rgba.shape[1]}")
+
+    vertices, faces = given.vertices, given.faces
+    with staged_output(ctx, out_dir) as staged:
+        fitted, fit = fit_frames(ctx, vertices, faces, rgba, given_camera, seed)
+        warning = _low_camera_iou(fitted, "the mesh may not be the object in the frames, or not in frame 0's pose"
+                                  + ("" if given_camera is None else ", or the camera does not match the frames"))
+        if warning:
+            warnings.append(warning)
+        iou_before = float(np.mean([r["iou_before"] for r in fitted.report]))
+        iou_after = float(np.mean([r["iou_after"] for r in fitted.report]))
+        if iou_after < iou_before:
+            warnings.append(f"the fitted mesh matches the silhouettes worse than the still mesh (mean IoU "
+                            f"{iou_after:.3f} vs {iou_before:.3f}); check the mesh, the masks and the camera")
+
+        paths = staged.write_animation(vertices, faces, fitted.offsets, clip.fps, name=Path(mesh).stem,
+                                       surface=surface, camera=fit["camera_used"])
+        result = job_result(paths, method="fit", frames=count, vertices=vertices, faces=faces, fps=clip.fps,
+                            device="cpu", fit=fit, started=started, warnings=warnings)
+        settings = {"mesh": mesh, "camera": camera, "masks": masks, "start": start, "frames": frames,
+                    "stride": stride, "seed": seed}
+        staged.publish(job_report(clip, result, method="fit", settings=settings, fit=fit, started=started))
+    result["seconds"] = round(time.monotonic() - started, 3)
+    return result

@@ -1,0 +1,147 @@
+"""The generate job's outputs: one hidden folder per run, published whole at the very end.
+
+Output (written to a hidden sibling folder, renamed into place at the very end, so a failure or a
+cancel leaves no partial result): animation.npz and animated.glb (as `register` writes them),
+anchor.glb, report.json; a fit (--method fit, or auto's refinement) adds camera.json (the camera
+used); --stage1-meshes adds stage1/ (each frame's Stage I latent decoded and extracted, and
+latents.npy). Every method writes them through the same StagedOutput, and its report.json has the
+same layout: "kind", "command", "input" (the clip), "settings", the job's result (output paths,
+sizes, device, seconds), and a fit's "fit" object (see backend.pipelines.generate.fit).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Iterable, Iterator, List, Optional
+
+import numpy as np
+
+from ...jobs import JobContext
+
+OUTPUT_NAMES = ("animation.npz", "animated.glb", "anchor.glb", "report.json", "stage1")
+REPORT_KIND = "actionmesh-generate"
+# A fit's summary in the job's result (the full "fit" object is in report.json only).
+FIT_RESULT_KEYS = ("camera_estimated", "camera_iou", "iou_before", "iou_after")
+
+
+def write_mesh_glb(path: Path, vertices: np.ndarray, faces: np.ndarray) -> None:
+    import trimesh
+
+    trimesh.Trimesh(vertices=np.asarray(vertices, dtype=np.float32), faces=faces, process=False).export(str(path))
+
+
+def publish(tmp: Path, out: Path) -> None:
+    """Move the finished folder into place; an earlier result there is replaced."""
+    if out.exists():
+        old = out.with_name(f".{out.name}.replaced-{os.getpid()}")
+        os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out)
+
+
+class StagedOutput:
+    """A result being written to `tmp`, a hidden sibling of `out` (see staged_output)."""
+
+    def __init__(self, ctx: JobContext, out: Path, tmp: Path):
+        self.ctx, self.out, self.tmp = ctx, out, tmp
+        self.steps = 3
+
+    def write_animation(self, vertices: np.ndarray, faces: np.ndarray, offsets: np.ndarray, fps: float, *,
+                        name: str, surface=None, camera: Optional[dict] = None) -> dict:
+        """animation.npz, animated.glb (with `surface`'s UVs and material), anchor.glb and, for a fit,
+        camera.json (`camera`: its dict) -> the output paths, where they will be once published."""
+        from ...gltf_export import write_animated_glb
+        from ...meshio import write_animation_npz
+
+        ctx, tmp, out = self.ctx, self.tmp, self.out
+        self.steps = steps = 3 if camera is None else 4
+        ctx.progress("write", 0, steps, "writing animation.npz")
+        write_animation_npz(tmp / "animation.npz", vertices, faces, offsets, fps)
+        ctx.progress("write", 1, steps, "writing animated.glb")
+        write_animated_glb(tmp / "animated.glb", vertices, faces, offsets, fps, name=name,
+                           uv=getattr(surface, "uv", None), material=getattr(surface, "material", None),
+                           normals=surface is not None)
+        ctx.progress("write", 2, steps, "writing anchor.glb" if camera is None else "writing anchor.glb and camera.json")
+        write_mesh_glb(tmp / "anchor.glb", vertices, faces)
+        paths = {"out": str(out), "animation": str(out / "animation.npz"), "glb": str(out / "animated.glb"),
+                 "anchor": str(out / "anchor.glb")}
+        if camera is not None:
+            (tmp / "camera.json").write_text(json.dumps(camera, indent=1) + "\n")
+            paths["camera"] = str(out / "camera.json")
+        paths["report"] = str(out / "report.json")
+        return paths
+
+    def publish(self, report: dict) -> None:
+        """report.json, then the folder moved into place (unless the job was cancelled)."""
+        (self.tmp / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+        self.ctx.check_cancel()
+        publish(self.tmp, self.out)
+        self.ctx.progress("write", self.steps, self.steps, f"done: {self.out}")
+
+
+@contextlib.contextmanager
+def staged_output(ctx: JobContext, out: Path) -> Iterator[StagedOutput]:
+    """A hidden folder beside `out` to write the result to; removed if the block fails or is
+    cancelled before StagedOutput.publish moves it into place."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        yield StagedOutput(ctx, out, tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def job_result(paths: dict, *, frames: int, vertices: np.ndarray, faces: np.ndarray, fps: float, device: str,
+               started: float, warnings: List[str], method: Optional[str] = None,
+               fit: Optional[dict] = None) -> dict:
+    """The job's result (what the CLI prints and the service returns): output paths, sizes, and
+    with a fit its summary (FIT_RESULT_KEYS)."""
+    result = dict(paths)
+    if method is not None:
+        result["method"] = method
+    result.update(frames=frames, vertices=int(len(vertices)), faces=int(len(faces)), fps=fps, device=device)
+    if fit is not None:
+        result.update(camera_estimated=fit["camera_estimated"], camera_iou=round(fit["camera_iou"], 4),
+                      iou_before=fit["iou_before"], iou_after=fit["iou_after"])
+    result["seconds"] = round(time.monotonic() - started, 3)
+    result["warnings"] = warnings
+    return result
+
+
+def job_report(clip, result: dict, *, settings: dict, started: float, method: Optional[str] = None,
+               fit: Optional[dict] = None, **details) -> dict:
+    """report.json: the clip, the settings, `details`, the result (its fit summary is in "fit")."""
+    report = {"kind": REPORT_KIND, "command": "generate"}
+    if method is not None:
+        report["method"] = method
+    report["input"] = {"source": clip.source, "indices": clip.indices, "source_fps": clip.source_fps,
+                       "source_frames": clip.source_frames, "fps": clip.fps}
+    report["settings"] = settings
+    report.update(details)
+    report.update({k: v for k, v in result.items() if k != "warnings" and k not in FIT_RESULT_KEYS})
+    if fit is not None:
+        report["fit"] = fit
+    report["warnings"] = result["warnings"]
+    report["seconds"] = round(time.monotonic() - started, 3)
+    return report
+
+
+def model_revisions(models_dir: Optional[str], names: Iterable[str]) -> dict:
+    from ...hub import get_model, open_store
+
+    store = open_store(models_dir)
+    out = {}
+    for name in names:
+        status = store.status(get_model(name))
+        out[name] = {"repo_id": status.spec.repo_id, "pinned_revision": status.spec.revision,
+                     "found_revision": status.revision, "folder": str(status.folder), "state": status.state}
+    return out

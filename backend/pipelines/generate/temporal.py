@@ -1,0 +1,138 @@
+"""Stages I and II of the generate job: every frame's shape, then the anchor's vertices through them.
+
+    Stage I: DINOv2-large tokens per frame; the temporal denoiser fills in every frame's shape
+      latent over windows of 16 frames sliding by 15 (30 steps, guidance 7.5; --fast 15), known
+      frames given clean: frame 0, --known FRAME=MESH keyframes (encoded like --mesh), and with
+      --loop the last frame (= frame 0's latent). Window i's noise is seeded seed + i, as upstream.
+    Stage II: the temporal autoencoder moves the anchor's vertices (xyz + normals) through the
+      same windows (TemporalAutoencoder.predict_sequence), back to the input's coordinates.
+    --stage1-meshes: each frame's Stage I latent decoded and extracted, and latents.npy (stage1/).
+
+What we learned from the upstream code (facebookresearch/actionmesh, read, not copied):
+actionmesh/pipeline.py (per-window seeds, windows from chunk_from(0, T, 16, 15), the latent bank:
+frames already made are kept), configs/actionmesh*.yaml (30 steps, 15 fast; guidance 7.5).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Dict
+
+import numpy as np
+
+from ...jobs import JobContext
+from .anchor import AnchorMesh, extract_latent
+from .outputs import write_mesh_glb
+from .runtime import SplitGuidanceBatch, amp, loop_threads
+
+if TYPE_CHECKING:
+    import torch
+
+# ------------------------------------------------------------------ the release's settings
+
+STAGE1_STEPS, FAST_STAGE1_STEPS = 30, 15
+STAGE1_GUIDANCE = 7.5
+WINDOW, SLIDE = 16, 15
+
+# Ours: memory bounds.
+STAGE2_QUERY_CHUNK, LOW_VRAM_STAGE2_QUERY_CHUNK = 16_384, 4_096  # vertices per read-out call
+# Tokens per Stage II self-attention pass (target frames x window frames x (tokens + 1)).
+STAGE2_TOKEN_BUDGET = 32_768
+
+
+def stage1_latents(ctx: JobContext, denoiser, tokens, bank: Dict[int, "torch.Tensor"], *, num_frames: int, steps: int,
+                   seed: int, dev: str, dtype, low_vram: bool):
+    """Stage I: every frame's latent, window by window (chunk_from(0, T, 16, 15)); frames in
+    `bank` (index -> [M, C]) are known. Returns (latents [T, M, C] float32, the windows)."""
+    import torch
+
+    from ...models.windows import chunk_from
+    from ...schedulers import TemporalFlowScheduler
+
+    size = int(getattr(denoiser, "temporal_context_size", WINDOW))
+    windows = chunk_from(0, num_frames, size, min(SLIDE, size - 1))
+    scheduler = TemporalFlowScheduler(num_inference_steps=steps)
+    model = SplitGuidanceBatch(denoiser) if low_vram else denoiser
+    shape = next(iter(bank.values())).shape
+    total = len(windows) * steps
+    for w, frames in enumerate(windows):
+        known = [f in bank for f in frames]
+        if all(known):
+            continue
+        cond = torch.stack([bank[f] if f in bank else torch.zeros(shape, device=dev) for f in frames])[None]
+        mask = torch.tensor([known], dtype=torch.float32, device=dev)
+        # Upstream seeds each window's noise with seed + window index.
+        generator = torch.Generator(device=dev).manual_seed(seed + w)
+        noise = torch.randn((1, len(frames)) + tuple(shape), generator=generator, device=dev)
+        start = cond * mask[..., None, None] + noise * (1.0 - mask[..., None, None])
+        framestep = torch.tensor([frames], dtype=torch.float32, device=dev)
+
+        def report(i, t, x, w=w):
+            ctx.progress("stage1", w * steps + i + 1, total,
+                         f"window {w + 1}/{len(windows)} (frames {min(frames)}-{max(frames)}), step {i + 1}/{steps}")
+
+        layer_values = 2 * len(frames) * (shape[0] + 1) * int(denoiser.config["width"])
+        with torch.inference_mode(), amp(dev, dtype), loop_threads(dev, layer_values):
+            out = scheduler.sample(model, start, tokens[frames][None].float(), mask, framestep,
+                                   guidance_scale=STAGE1_GUIDANCE, callback=report)
+        for f, latent in zip(frames, out[0]):
+            bank.setdefault(f, latent.float())  # frames already made (or given) are kept, as upstream
+    return torch.stack([bank[f] for f in range(num_frames)]), windows
+
+
+def stage2_positions(ctx: JobContext, autoencoder, latents, anchor: AnchorMesh, *, dev: str, dtype,
+                     low_vram: bool):
+    """Stage II: the anchor's welded vertices tracked through every frame -> [T, Vw, 3] float64
+    in the model's box."""
+    import torch
+
+    from ...models.temporal_autoencoder import vertex_normals
+
+    xyz = torch.from_numpy(anchor.model_vertices).float().to(dev)
+    faces = torch.from_numpy(anchor.model_faces).long().to(dev)
+    queries = torch.cat([xyz, vertex_normals(xyz, faces)], dim=-1)
+    size = int(autoencoder.temporal_context_size)
+    tokens = size * (latents.shape[1] + 1)
+    target_chunk = 1 if low_vram else max(1, STAGE2_TOKEN_BUDGET // tokens)
+    query_chunk = LOW_VRAM_STAGE2_QUERY_CHUNK if low_vram else STAGE2_QUERY_CHUNK
+
+    def report(i, count):
+        ctx.progress("stage2", i, count, f"window {i + 1}/{count}: moving {len(xyz):,} vertices")
+
+    with torch.inference_mode(), amp(dev, dtype):
+        positions = autoencoder.predict_sequence(latents.to(dev), queries,
+                                                 normals_fn=lambda x: vertex_normals(x, faces),
+                                                 window=size, stride=min(SLIDE, size - 1), target_chunk=target_chunk,
+                                                 query_chunk=query_chunk, callback=report)
+    return positions.float().cpu().numpy().astype(np.float64)
+
+
+def stage2_offsets(positions: np.ndarray, anchor: AnchorMesh) -> np.ndarray:
+    """Stage II's positions in the model's box -> offsets [T, V, 3] on the output's vertices and in
+    its coordinates. Offsets are differences, so frame 0 is exactly the anchor and the motion is
+    scaled back exactly."""
+    per_vertex = positions[:, anchor.vertex_map]
+    offsets = (per_vertex - per_vertex[:1]) / anchor.scale
+    if not np.isfinite(offsets).all():
+        raise RuntimeError("Stage II produced non-finite vertex positions")
+    return offsets
+
+
+def write_stage1_meshes(ctx: JobContext, folder: Path, vae, latents, anchor: AnchorMesh, *, dev: str, dtype,
+                        resolution: int, chunk: int) -> int:
+    """stage1/latents.npy and stage1/frame_XXXX.glb: each frame's Stage I latent, decoded."""
+    from ...geometry import merge_vertices
+
+    folder.mkdir()
+    np.save(folder / "latents.npy", latents.float().cpu().numpy())
+    count = len(latents)
+    for t in range(count):
+        ctx.progress("stage1-meshes", t, count, f"decoding frame {t}")
+        v, f = extract_latent(vae, latents[t], dev=dev, dtype=dtype, resolution=resolution, chunk=chunk,
+                              should_cancel=ctx.should_cancel)
+        if len(f):
+            v, f = merge_vertices(v, f)
+        # In the output's coordinates, like the animation.
+        write_mesh_glb(folder / f"frame_{t:04d}.glb", np.asarray(v, np.float64) / anchor.scale + anchor.center, f)
+    ctx.progress("stage1-meshes", count, count, "done")
+    return count
