@@ -199,6 +199,14 @@ def test_tiny_rmbg_is_found_in_a_models_folder_and_a_hub_cache(tmp_path):
     assert state["state"] == "ready" and state["folder"].endswith(RMBG.revision)
 
 
+def test_tiny_random_writes_rmbg_only_when_asked(tmp_path):
+    proc = run("models", "tiny-random", tmp_path / "with", "--with-rmbg")
+    assert proc.returncode == 0, proc.stderr
+    states = {name: m["state"] for name, m in listing(tmp_path / "with", env=isolated(tmp_path)).items()}
+    assert states == {name: "ready" for name in states}, states  # rmbg besides the three (without: missing,
+    # as test_tiny_random_set_is_ready_in_a_models_folder checks)
+
+
 # ---------------------------------------------------------------- missing and partial
 
 

@@ -6,7 +6,7 @@
     models path NAME   [--models DIR]             the folder holding the model's files
     models download    NAME|all [--models DIR] [--accept-licence] [--token T] [--json]
     models remove      NAME [--models DIR]        delete that model's files (only ours, only there)
-    models tiny-random DIR [--seed N] [--hub-cache CACHE]
+    models tiny-random DIR [--seed N] [--hub-cache CACHE] [--with-rmbg]
                        small random models in the released layouts (tests, offline checks)
     weights manifest NAME                         {parameter: shape} of our module, official config
 
@@ -67,6 +67,9 @@ def _models_parser() -> argparse.ArgumentParser:
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--hub-cache", default=None, metavar="CACHE",
                     help="also lay the set out as a Hugging Face hub cache in CACHE, at the pinned revisions")
+    tr.add_argument("--with-rmbg", action="store_true",
+                    help="also write a small random RMBG-1.4 (background removal for frames without alpha; "
+                         "its masks are random)")
     return p
 
 
@@ -194,7 +197,7 @@ def cmd_remove(args) -> int:
 def cmd_tiny_random(args) -> int:
     from .tiny import copy_to_hub_cache, write_tiny_random
 
-    summary = write_tiny_random(args.dir, seed=args.seed)
+    summary = write_tiny_random(args.dir, seed=args.seed, rmbg=args.with_rmbg)
     if args.hub_cache:
         summary["hub_cache"] = copy_to_hub_cache(args.dir, args.hub_cache)
     print(json.dumps(summary))
