@@ -4,7 +4,7 @@
 the camera from --camera (camera.json, OpenCV's convention) or estimated from frame 0's mask,
 then per-frame deformation-graph motion against the masks and the optical flow. The frames are
 used uncropped (the camera sees them whole). Same outputs as the learned pipeline, plus
-camera.json (the camera used). Warnings: a frame-0 silhouette IoU under 0.3 after the camera step
+camera.json (the camera used). Warnings: a frame-0 silhouette IoU under 0.5 after the camera step
 (the mesh may not be the object), masks touching the image's edge (the object leaves the frame).
 --method auto runs the learned pipeline when its models are all stored and then fit_video from
 its result (each frame's fit starts from the learned pose); without the models it falls back to
@@ -38,7 +38,9 @@ from .runtime import pick_device
 
 # Below this silhouette IoU at frame 0 after the camera step, the mesh and the frames' object
 # probably are not the same thing (or the camera is far off): the fit is then not to be trusted.
-LOW_CAMERA_IOU = 0.3
+# The right mesh through the right camera covers the mask at 0.8-0.95 (the benchmark's cases); a
+# mesh 10x too large through a given camera still reached 0.30, so 0.3 let that pass unwarned.
+LOW_CAMERA_IOU = 0.5
 
 
 def fit_frames(ctx: JobContext, vertices: np.ndarray, faces: np.ndarray, rgba: np.ndarray, camera, seed: int,
