@@ -11,11 +11,12 @@ the mean unsquared nearest-neighbour distance between the two meshes' vertices, 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
+
+from .common import write_json
 
 
 def _capsule(p, a, b, r):
@@ -80,7 +81,7 @@ def _vae_field(weights: Path):
 
     from ..geometry import extract_mesh, sample_surface
     from ..models.vae import ShapeVAE
-    from ..reconstruct import vae_sdf_fn
+    from ..pipelines.reconstruct import vae_sdf_fn
 
     model = ShapeVAE.from_pretrained(weights, device="cpu")
     v, f, _ = extract_mesh(creature_sdf, resolution=128)
@@ -116,7 +117,7 @@ def main(argv=None) -> int:
     for res in args.resolutions:
         rows.append(compare("analytic", creature_sdf, res, args.chunk_size))
         print(f"analytic {res}: done", file=sys.stderr, flush=True)
-    from ..reconstruct import default_weights_dir
+    from ..pipelines.reconstruct import default_weights_dir
 
     weights = Path(args.weights) if args.weights else default_weights_dir("tiny")
     if weights.is_dir():
@@ -129,8 +130,7 @@ def main(argv=None) -> int:
 
     print(format_table(rows))
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+        write_json(args.json, rows)
     return 0
 
 

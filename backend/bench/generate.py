@@ -39,6 +39,8 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
+from .common import write_json
+
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_INPUT = REPO.parent / "shared" / "examples" / "panda"
 MODEL_NAMES = ("actionmesh", "dinov2", "triposg")
@@ -321,7 +323,7 @@ def main(argv=None) -> int:
         results["gpu"] = torch.cuda.get_device_name(0)
     print(table(results))
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
+        write_json(args.json, results)
     return 0
 
 

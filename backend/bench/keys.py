@@ -19,6 +19,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .common import write_json
+
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "tools" / "bench_shape_keys.py"
 TARGET_SECONDS = 0.2
@@ -67,5 +69,5 @@ def main(argv=None) -> int:
     print(f"  speed-up {result['speedup']}x; target < {TARGET_SECONDS} s: "
           f"{'met' if result['meets_target'] else 'NOT met'}; largest coordinate error {result['max_error']:.1e}")
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+        write_json(args.json, result)
     return 0

@@ -37,12 +37,13 @@ loaded as `register` loads it): the floor any method's time stands on.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from .common import choices, write_json
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_PANDA = REPO.parent / "shared" / "examples" / "panda" / "panda.glb"
@@ -442,18 +443,15 @@ def main(argv=None) -> int:
     parser.add_argument("--baseline-frames", type=int, default=4, help="frames trimesh's nricp runs on (0: skip it)")
     parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     args = parser.parse_args(argv)
-    methods = [m for m in args.methods.split(",") if m]
-    sequences = [s for s in args.sequences.split(",") if s]
-    bad = [m for m in methods if m not in METHODS] + [s for s in sequences if s not in SEQUENCES]
-    if bad:
-        parser.error(f"unknown: {', '.join(bad)}")
+    picked = choices(parser, methods=(args.methods, METHODS), sequences=(args.sequences, SEQUENCES))
+    methods, sequences = picked["methods"], picked["sequences"]
     if args.frames < 2:
         parser.error("--frames must be at least 2")
     result = run(args.frames, args.seed, methods, sequences, args.panda, args.weights, args.articulated,
                  args.baseline_frames, args.md2)
     print(table(result))
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2))
+        write_json(args.json, result)
     return 0
 
 
