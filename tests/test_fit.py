@@ -71,8 +71,8 @@ def test_fit_with_the_camera_beats_the_still_mesh(case, tmp_path):
     truth = np.load(case / "truth.npz")["vertices"]
     fit_err = _vertex_error(rest.vertices, offsets, truth)
     still_err = _vertex_error(rest.vertices, np.zeros_like(offsets), truth)
-    # Measured 0.035 vs 0.053 (0.67x) at these settings; 0.85x leaves room for other platforms.
-    assert fit_err < 0.85 * still_err, (fit_err, still_err)
+    # Measured 0.029 vs 0.053 (0.56x) at these settings; 0.75x leaves room for other platforms.
+    assert fit_err < 0.75 * still_err, (fit_err, still_err)
 
     report = json.loads((out / "report.json").read_text())
     frames = report["fit"]["per_frame"]
@@ -98,6 +98,19 @@ def test_auto_without_the_models_fits_with_an_estimated_camera(case, tmp_path):
     assert result["method"] == "fit" and result["camera_estimated"] is True
     report = json.loads((out / "report.json").read_text())
     assert report["fit"]["camera_estimated"] is True and len(report["fit"]["per_frame"]) == FRAMES
+    # The estimated camera (the grid search's best dozen refined, the best silhouette kept) sees
+    # the panda from the right side: the fit beats the still mesh as with the given camera.
+    # Measured 0.030 vs 0.053 (0.56x); the grid's first pick alone saw the benchmark's panda-bend
+    # from behind (1.45x the still mesh's error).
+    from backend.meshio import load_mesh
+
+    rest = load_mesh(_mesh_path(case)).vertices
+    with np.load(out / "animation.npz") as npz:
+        offsets = npz["offsets"]
+    truth = np.load(case / "truth.npz")["vertices"]
+    fit_err = _vertex_error(rest, offsets, truth)
+    still_err = _vertex_error(rest, np.zeros_like(offsets), truth)
+    assert fit_err < 0.85 * still_err, (fit_err, still_err)
 
 
 def test_auto_refines_the_learned_result_by_fitting(case, tmp_path, tiny_models):
@@ -169,3 +182,32 @@ def test_frames_whose_mask_touches_the_edge_are_named():
     rgba[1, 0:3, 6:8, 3] = 255  # frame 1 reaches the top edge
     rgba[2, 6:8, 14:16, 3] = 255  # frame 2 the right edge
     assert border_frames(rgba, [10, 12, 14]) == [12, 14]  # numbered as the source's frames
+
+
+def test_surface_points_move_with_the_vertices_around_them():
+    """The fit runs on points spread over the faces, each blended from its corners' graph nodes:
+    at a corner it moves exactly as that vertex does, inside a face close to its corners' blend."""
+    import torch
+    import trimesh
+
+    from backend.fitting.graph import DeformationGraph
+
+    mesh = trimesh.creation.icosphere(subdivisions=3)
+    v, f = np.asarray(mesh.vertices), np.asarray(mesh.faces)
+    graph = DeformationGraph(v, 40, faces=f)
+    rng = np.random.default_rng(0)
+    rv = torch.as_tensor(rng.normal(0, 0.2, (graph.n_nodes, 3)), dtype=torch.float32)
+    tr = torch.as_tensor(rng.normal(0, 0.05, (graph.n_nodes, 3)), dtype=torch.float32)
+    rest = torch.as_tensor(v, dtype=torch.float32)
+    moved = graph.deform(rest, rv, tr).numpy()
+
+    corners = f[:50]
+    at_corner = graph.deform(rest[corners[:, 0]], rv, tr, binding=graph.bind(corners, np.tile([1.0, 0, 0], (50, 1))))
+    np.testing.assert_allclose(at_corner.numpy(), moved[corners[:, 0]], atol=1e-5)
+
+    bary = np.full((50, 3), 1 / 3)
+    centre = torch.as_tensor(np.einsum("pk,pkc->pc", bary, v[corners]), dtype=torch.float32)
+    inside = graph.deform(centre, rv, tr, binding=graph.bind(corners, bary)).numpy()
+    blend = np.einsum("pk,pkc->pc", bary, moved[corners])
+    edge = np.linalg.norm(v[f[:, 0]] - v[f[:, 1]], axis=1).mean()
+    assert np.linalg.norm(inside - blend, axis=1).max() < 0.2 * edge

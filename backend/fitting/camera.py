@@ -8,10 +8,12 @@ at (u, v) = (i, j) (OpenCV's convention: the image centre is ((W - 1) / 2, (H - 
 Without a camera from the caller, `estimate_camera` searches the object's orientation relative
 to the view over a grid of rotations (every up axis of the mesh, every 30 degrees around it,
 several elevations), places each candidate so its projected box matches the mask's box, scores
-it by silhouette overlap with frame 0's mask, and refines the best few by gradient descent on
-the same silhouette terms the fitting uses. A silhouette cannot tell a view from its mirror
-image behind the object; the search keeps the first best, so an estimated camera may see a
-symmetric object from the wrong side: pass the scene camera where one exists.
+it by silhouette overlap with frame 0's mask (at 64 pixels, coarse); `camera_candidates` gives
+the best dozen, which the fitting refines by gradient descent on its own silhouette terms at full
+resolution, keeping the one whose rendered silhouette overlaps the mask best. A silhouette cannot
+tell a view from its mirror image behind the object; among equals the first found is kept, so an
+estimated camera may see a symmetric object from the wrong side: pass the scene camera where one
+exists.
 """
 
 from __future__ import annotations
@@ -167,13 +169,22 @@ def estimate_camera(points: np.ndarray, mask: np.ndarray, *, fov_degrees: float 
                     check=None) -> tuple[Camera, float]:
     """(camera, silhouette IoU at search resolution) that best shows `points` (dense surface samples
     of the mesh at frame 0) as frame 0's `mask` [H, W] bool. Grid search only; the fitting refines."""
+    return camera_candidates(points, mask, fov_degrees=fov_degrees, elevations=elevations,
+                             azimuth_step=azimuth_step, search_size=search_size, check=check, keep=1)[0]
+
+
+def camera_candidates(points: np.ndarray, mask: np.ndarray, *, fov_degrees: float = DEFAULT_FOV_DEGREES,
+                      elevations=(-20.0, 0.0, 20.0, 40.0), azimuth_step: float = 30.0, search_size: int = 64,
+                      check=None, keep: int = 8) -> list:
+    """The `keep` best [(camera, IoU at search resolution)] of the grid search, best first: a
+    coarse grid can rank a wrong view first, so the caller refines several and compares them."""
     h, w = mask.shape
     scale = search_size / max(h, w)
     sh, sw = max(8, round(h * scale)), max(8, round(w * scale))
     small = _resize_mask(mask, sw, sh)
     fx, fy, cx, cy = default_intrinsics(sw, sh, fov_degrees)
     box = mask_box(small)
-    best = (-1.0, None, None)
+    scored = []
     sub = points[:: max(1, len(points) // 6000)]
     for up in np.concatenate([np.eye(3), -np.eye(3)]):
         for el in elevations:
@@ -182,14 +193,12 @@ def estimate_camera(points: np.ndarray, mask: np.ndarray, *, fov_degrees: float 
                 t = place(sub, rot, box, fx, fy, cx, cy)
                 pc = sub @ rot.T + t
                 uv = np.stack([fx * pc[:, 0] / pc[:, 2] + cx, fy * pc[:, 1] / pc[:, 2] + cy], axis=1)
-                iou = splat_iou(uv, small)
-                if iou > best[0]:
-                    best = (iou, rot, t)
+                scored.append((splat_iou(uv, small), len(scored), rot, t))
             if check is not None:
                 check()
-    iou, rot, t = best
-    full = Camera(*default_intrinsics(w, h, fov_degrees), w, h, rot, t)
-    return full, iou
+    scored.sort(key=lambda x: (-x[0], x[1]))  # ties: the first found, as before
+    k = default_intrinsics(w, h, fov_degrees)
+    return [(Camera(*k, w, h, rot, t), iou) for iou, _, rot, t in scored[:max(1, keep)]]
 
 
 def _resize_mask(mask: np.ndarray, width: int, height: int) -> np.ndarray:

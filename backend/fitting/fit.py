@@ -2,18 +2,23 @@
 
 The mesh is taken to be in frame 0's pose (as in ActionMesh's mesh + video mode). A camera comes
 from the caller or is estimated against frame 0's mask (camera.py), then refined with the rest
-mesh held rigid. The mesh deforms through an embedded deformation graph (graph.py), frame after
-frame, each frame starting from the last one's solution and minimising, with torch autograd:
+mesh held rigid. The mesh deforms through an embedded deformation graph (graph.py); the fit runs
+on points spread evenly over its faces (each blended from its corners' graph nodes), frame after
+frame, each frame starting from the last one's solution carried on at constant velocity across
+the view, and minimising, with torch autograd:
 
-  inside    projected vertices should fall in the mask (the mask's distance field, sampled);
-  coverage  the mask's contour should be reached by the projection (contour -> nearest vertex);
-  flow      vertices visible in the previous frame should land where the optical flow carried
-            their pixels (forward-backward checked, DIS);
+  inside    projected points should fall in the mask (the mask's distance field, sampled);
+  coverage  the mask's contour should be reached by the projection (contour -> nearest point);
+  flow      points visible in the previous frame should land where the optical flow carried
+            their pixels (forward-backward checked, DIS); frame 0's visible points where the
+            flow chained from frame 0 carried them (long tracks);
   rigidity  neighbouring graph nodes agree about each other (as-rigid-as-possible);
-  stillness the motion changes little from one frame to the next, toward and away from the camera
-            most of all, since one view cannot see depth.
+  stillness the motion departs little from that constant-velocity guess (across the view) and
+            from the last frame's depth (toward and away from the camera, weighted most, since
+            one view cannot see depth).
 
-A joint pass over the whole clip then smooths the motion in time against the same evidence.
+A joint pass over the whole clip then smooths the motion in time (velocity and acceleration)
+against the same evidence.
 Distances in the image are measured in units of the image's larger side; in the mesh, in units
 of its bounding-box diagonal.
 """
@@ -30,7 +35,7 @@ import torch.nn.functional as F
 from backend.errors import BadInput, Cancelled
 from backend.geometry.weld import weld as weld_vertices
 
-from .camera import Camera, estimate_camera, project
+from .camera import Camera, camera_candidates, project
 from .evidence import dense_flow, frame_evidence, masks_from_frames, silhouette_iou, visible_points
 from .graph import DeformationGraph
 
@@ -50,11 +55,21 @@ class FitSettings:
     w_still: float = 0.05
     depth_still: float = 4.0  # extra stillness along the view direction
     w_accel: float = 0.5  # joint pass: second differences of the motion
+    # Frame after frame: start from, and hold still at, where the last step's motion across the
+    # view would carry on to (constant velocity; 0 = the last frame's pose). Along the view one
+    # camera does not see the motion, so it is not carried on there.
+    predict: float = 1.0
+    # Joint pass: stillness against the joint solution's own previous frame (a velocity penalty);
+    # False holds each frame near the frame-after-frame solution of the frame before.
+    joint_self_still: bool = True
     coverage_vertices: int = 1500
-    # The fit runs on this many surface points (vertices, evenly spread): a smooth field of a few
-    # hundred nodes needs no more evidence than that, and every iteration costs in proportion.
+    # The fit runs on this many surface points (spread evenly by area over the faces, so a mesh
+    # of a few hundred vertices is covered as densely as one of thousands): a smooth field of a
+    # few hundred nodes needs no more evidence than that, and every iteration costs in proportion.
     fit_points: int = 2500
+    surface_points: bool = True  # False: a random subset of the vertices instead
     camera_iterations: int = 80
+    camera_candidates: int = 12  # estimated camera: this many of the grid search's best are refined
     seed: int = 0
 
 
@@ -110,7 +125,27 @@ def _silhouette_terms(uv, frame: _Frame, scale: float, cover_idx):
     return inside, coverage
 
 
-def _graph_pose(graph, init_offsets, weld, n_welded, centre, scale, rest_t, sub, s, check):
+def _fit_points(rest: np.ndarray, faces: np.ndarray, s, rng):
+    """The points the fit runs on, as (corners [P, 3], barycentric weights [P, 3]) over the welded
+    mesh: evenly spread surface points (area-weighted draws thinned by farthest-point sampling),
+    or with s.surface_points off, a random subset of the vertices."""
+    tri = rest[faces]
+    area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
+    if not s.surface_points or not area.sum() > 0:
+        idx = np.sort(rng.choice(len(rest), min(s.fit_points, len(rest)), replace=False))
+        return np.repeat(idx[:, None], 3, 1), np.tile([1.0, 0.0, 0.0], (len(idx), 1))
+    from backend.geometry.sampling import farthest_point_sampling
+
+    n = int(s.fit_points)
+    face_idx = rng.choice(len(faces), 4 * n, p=area / area.sum())
+    r1, r2 = np.sqrt(rng.random(4 * n)), rng.random(4 * n)
+    bary = np.stack([1 - r1, r1 * (1 - r2), r1 * r2], 1)
+    pts = np.einsum("pk,pkc->pc", bary, tri[face_idx])
+    keep = farthest_point_sampling(pts, n, start_index=0)
+    return faces[face_idx[keep]], bary[keep]
+
+
+def _graph_pose(graph, init_offsets, weld, n_welded, centre, scale, rest_t, points, binding, s, check):
     """Node rotations and translations [T, N, 3] whose deformation best matches the poses
     vertices + init_offsets (in the normalised, welded frame the fit works in): translations
     start as the weighted mean displacement around each node, then a few Adam steps on the
@@ -118,9 +153,10 @@ def _graph_pose(graph, init_offsets, weld, n_welded, centre, scale, rest_t, sub,
     counts = np.bincount(weld, minlength=n_welded).astype(np.float64)
     per_welded = np.stack([np.stack([np.bincount(weld, init_offsets[t, :, c], n_welded) for c in range(3)], -1)
                            for t in range(len(init_offsets))]) / np.maximum(counts, 1)[None, :, None]
-    disp = torch.as_tensor(per_welded * scale, dtype=torch.float32)[:, sub]  # [T, P, 3] normalised units
-    tens = graph.tensors(torch.float32)
-    vn, vw = tens["vn"][sub], tens["vw"][sub]
+    corners, bary = points
+    per_point = np.einsum("pk,tpkc->tpc", bary, per_welded[:, corners])
+    disp = torch.as_tensor(per_point * scale, dtype=torch.float32)  # [T, P, 3] normalised units
+    vn, vw = binding[0], binding[1].float()
     # Weighted mean displacement of the points each node moves.
     weight = torch.zeros(graph.n_nodes).index_add_(0, vn.reshape(-1), vw.reshape(-1)).clamp_min(1e-9)
     rvecs = torch.zeros(len(disp), graph.n_nodes, 3)
@@ -133,7 +169,7 @@ def _graph_pose(graph, init_offsets, weld, n_welded, centre, scale, rest_t, sub,
         opt = torch.optim.Adam([rv, tr], lr=s.lr)
         for _ in range(max(1, s.iterations)):
             opt.zero_grad()
-            pos = graph.deform(rest_t, rv, tr, sub)
+            pos = graph.deform(rest_t, rv, tr, binding=binding)
             loss = ((pos - target) ** 2).sum(-1).mean() + s.w_rigid * graph.regularity(rv, tr)
             loss.backward()
             opt.step()
@@ -205,45 +241,64 @@ def _fit(vertices, faces, frames, camera, settings, progress, should_cancel, ini
         from backend.geometry.sampling import sample_surface
 
         pts, _ = sample_surface(rest, fw, 20000, seed=s.seed)
-        cam, _ = estimate_camera(pts.astype(np.float64), masks[0], check=check)
-        cam_t = cam.translation
+        candidates = [c for c, _ in camera_candidates(pts.astype(np.float64), masks[0], check=check,
+                                                      keep=max(1, s.camera_candidates))]
+        starts = [(c.rotation, c.translation) for c in candidates]
+        cam = candidates[0]
     else:
         if (camera.width, camera.height) != (width, height):
             camera = camera.scaled(width, height)
         cam = camera
-        cam_t = scale * (camera.rotation @ centre + camera.translation)
+        starts = [(camera.rotation, scale * (camera.rotation @ centre + camera.translation))]
     k = torch.tensor([cam.fx, cam.fy, cam.cx, cam.cy], dtype=torch.float32)
-    rot0 = torch.as_tensor(cam.rotation, dtype=torch.float32)
     rest_all = torch.as_tensor(rest, dtype=torch.float32)
-    sub = torch.as_tensor(np.sort(rng.choice(len(rest), min(s.fit_points, len(rest)), replace=False)))
-    rest_t = rest_all[sub]
+    points = _fit_points(rest, fw, s, rng)
+    rest_t = torch.as_tensor(np.einsum("pk,pkc->pc", points[1], rest[points[0]]), dtype=torch.float32)
+    n_points = len(rest_t)
     frames_t = [_Frame(ev, px) for ev in evidence]
-    cover_idx = torch.as_tensor(rng.choice(len(sub), min(s.coverage_vertices, len(sub)), replace=False))
-    dcam_r = torch.zeros(3, requires_grad=True)
-    dcam_t = torch.zeros(3, requires_grad=True)
-    cam_trans0 = torch.as_tensor(cam_t, dtype=torch.float32)
+    cover_idx = torch.as_tensor(rng.choice(n_points, min(s.coverage_vertices, n_points), replace=False))
     from .graph import axis_angle_to_matrix
 
-    def camera_params():
-        return k, axis_angle_to_matrix(dcam_r) @ rot0, cam_trans0 + dcam_t
+    def refine_camera(rotation, translation, iterations):
+        """Refine the camera with the rest mesh rigid against frame 0 (an estimate needs it; a
+        given camera may not match a mesh that is slightly off the frame's object): (camera
+        params, IoU before, IoU after), keeping the start when refining fitted worse."""
+        dcam_r = torch.zeros(3, requires_grad=True)
+        dcam_t = torch.zeros(3, requires_grad=True)
+        rot0 = torch.as_tensor(rotation, dtype=torch.float32)
+        trans0 = torch.as_tensor(translation, dtype=torch.float32)
 
-    # Refine the camera with the rest mesh rigid against frame 0 (an estimate needs it; a given
-    # camera may not match a mesh that is slightly off the frame's object).
-    iou_before = silhouette_iou(project(rest_all, camera_params())[0].detach().numpy(), fw, masks[0])
-    opt = torch.optim.Adam([dcam_r, dcam_t], lr=s.lr)
-    for _ in range(s.camera_iterations if estimated else s.camera_iterations // 4):
-        opt.zero_grad()
-        uv, _ = project(rest_t, camera_params())
-        inside, coverage = _silhouette_terms(uv, frames_t[0], px, cover_idx)
-        (inside + coverage).backward()
-        opt.step()
-        check()
-    iou_after = silhouette_iou(project(rest_all, camera_params())[0].detach().numpy(), fw, masks[0])
-    if iou_after < iou_before:  # keep what fitted better
-        with torch.no_grad():
-            dcam_r.zero_()
-            dcam_t.zero_()
-    cam_fixed = tuple(x.detach() for x in camera_params())
+        def camera_params():
+            return k, axis_angle_to_matrix(dcam_r) @ rot0, trans0 + dcam_t
+
+        before = silhouette_iou(project(rest_all, camera_params())[0].detach().numpy(), fw, masks[0])
+        opt = torch.optim.Adam([dcam_r, dcam_t], lr=s.lr)
+        for _ in range(iterations):
+            opt.zero_grad()
+            uv, _ = project(rest_t, camera_params())
+            inside, coverage = _silhouette_terms(uv, frames_t[0], px, cover_idx)
+            (inside + coverage).backward()
+            opt.step()
+            check()
+        after = silhouette_iou(project(rest_all, camera_params())[0].detach().numpy(), fw, masks[0])
+        if after < before:  # keep what fitted better
+            with torch.no_grad():
+                dcam_r.zero_()
+                dcam_t.zero_()
+        return tuple(x.detach() for x in camera_params()), before, after
+
+    # An estimate: the grid's best few, each refined, the best silhouette kept (a coarse grid
+    # can rank a wrong view first; a view and its mirror image stay alike, see camera.py).
+    if estimated and len(starts) > 1:
+        quick = max(1, s.camera_iterations // 4)
+        ranked = [refine_camera(r, t, quick) for r, t in starts]
+        params, iou_before, first = max(ranked, key=lambda x: max(x[1], x[2]))
+        params, _, iou_after = refine_camera(params[1].numpy(), params[2].numpy(), s.camera_iterations - quick)
+        iou_after = max(iou_after, first)
+        cam_fixed = params
+    else:
+        cam_fixed, iou_before, iou_after = refine_camera(*starts[0], s.camera_iterations if estimated
+                                                         else s.camera_iterations // 4)
     view_dir = cam_fixed[1][2]  # camera z axis in mesh coordinates
     secs["camera"] = time.monotonic() - started
     if progress:
@@ -254,9 +309,11 @@ def _fit(vertices, faces, frames, camera, settings, progress, should_cancel, ini
     n = graph.n_nodes
     rvecs = torch.zeros(n_frames, n, 3)
     trans = torch.zeros(n_frames, n, 3)
+    binding = graph.bind(*points)
     start_rv = start_tr = None
     if init_offsets is not None:
-        start_rv, start_tr = _graph_pose(graph, init_offsets, weld, len(vw), centre, scale, rest_t, sub, s, check)
+        start_rv, start_tr = _graph_pose(graph, init_offsets, weld, len(vw), centre, scale, rest_t, points, binding,
+                                         s, check)
 
     def flow_targets(positions: torch.Tensor, t: int):
         """Where the flow from frame t-1 to t carries the visible vertices of `positions` (frame t-1)."""
@@ -305,7 +362,7 @@ def _fit(vertices, faces, frames, camera, settings, progress, should_cancel, ini
     flow_cache_raw = {}
 
     def frame_loss(t, rv, tr, prev_rv, prev_tr, prev_pos, targets, tracks=None):
-        pos = graph.deform(rest_t, rv, tr, sub)
+        pos = graph.deform(rest_t, rv, tr, binding=binding)
         uv, _ = project(pos, cam_fixed)
         inside, coverage = _silhouette_terms(uv, frames_t[t], px, cover_idx)
         loss = s.w_inside * inside + s.w_coverage * coverage + s.w_rigid * graph.regularity(rv, tr)
@@ -322,8 +379,12 @@ def _fit(vertices, faces, frames, camera, settings, progress, should_cancel, ini
         loss = loss + s.w_still * ((step ** 2).sum(-1).mean() + s.depth_still * (along ** 2).mean())
         return loss, pos
 
+    def across(x):
+        """x without its component along the view direction."""
+        return x - (x @ view_dir)[..., None] * view_dir
+
     report = []
-    positions = torch.empty(n_frames, len(sub), 3)
+    positions = torch.empty(n_frames, n_points, 3)
     positions[0] = rest_t
     iou_still = [silhouette_iou(project(rest_all, cam_fixed)[0].numpy(), fw, masks[t]) for t in range(n_frames)]
     t0 = time.monotonic()
@@ -333,19 +394,26 @@ def _fit(vertices, faces, frames, camera, settings, progress, should_cancel, ini
         rv = (rvecs[t - 1] if start_rv is None else start_rv[t]).clone().requires_grad_(True)
         tr = (trans[t - 1] if start_tr is None else start_tr[t]).clone().requires_grad_(True)
         prev = positions[t - 1]
+        anchor = prev
+        if s.predict and t >= 2 and start_rv is None:
+            # Constant velocity: start (and hold still) where the last step would carry on to,
+            # across the view only (along it nothing in one view says the motion goes on).
+            with torch.no_grad():
+                tr += s.predict * across(trans[t - 1] - trans[t - 2])
+            anchor = prev + s.predict * across(prev - positions[t - 2])
         targets = flow_targets(prev, t)
         flow_cache[t] = targets
         tracks = track_cache[t] = advance_tracks(t)
         opt = torch.optim.Adam([rv, tr], lr=s.lr)
         for _ in range(s.iterations):
             opt.zero_grad()
-            loss, _ = frame_loss(t, rv, tr, rvecs[t - 1], trans[t - 1], prev, targets, tracks)
+            loss, _ = frame_loss(t, rv, tr, rvecs[t - 1], trans[t - 1], anchor, targets, tracks)
             loss.backward()
             opt.step()
             check()
         with torch.no_grad():
             rvecs[t], trans[t] = rv.detach(), tr.detach()
-            positions[t] = graph.deform(rest_t, rvecs[t], trans[t], sub)
+            positions[t] = graph.deform(rest_t, rvecs[t], trans[t], binding=binding)
         if progress:
             progress(1 + t, total_steps, f"fitted frame {t}/{n_frames - 1}")
     secs["frames"] = time.monotonic() - t0
@@ -361,7 +429,8 @@ def _fit(vertices, faces, frames, camera, settings, progress, should_cancel, ini
             total = 0.0
             pos_all = [rest_t]
             for t in range(1, n_frames):
-                loss, pos = frame_loss(t, rv_all[t - 1], tr_all[t - 1], None, None, positions[t - 1],
+                anchor = pos_all[t - 1] if s.joint_self_still else positions[t - 1]
+                loss, pos = frame_loss(t, rv_all[t - 1], tr_all[t - 1], None, None, anchor,
                                        flow_cache.get(t), track_cache.get(t))
                 pos_all.append(pos)
                 total = total + loss
@@ -377,7 +446,7 @@ def _fit(vertices, faces, frames, camera, settings, progress, should_cancel, ini
         with torch.no_grad():
             rvecs[1:], trans[1:] = rv_all.detach(), tr_all.detach()
             for t in range(1, n_frames):
-                positions[t] = graph.deform(rest_t, rvecs[t], trans[t], sub)
+                positions[t] = graph.deform(rest_t, rvecs[t], trans[t], binding=binding)
     secs["joint"] = time.monotonic() - t0
 
     # Every vertex now, from the fitted node motions (rvecs/trans hold the final values).

@@ -83,12 +83,42 @@ class DeformationGraph:
             )
         return self._t[dtype]
 
-    def deform(self, rest: torch.Tensor, rvec: torch.Tensor, trans: torch.Tensor, index=None) -> torch.Tensor:
+    def bind(self, corners: np.ndarray, bary: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Blend nodes and weights ([P, k] each) for surface points given as barycentric weights
+        bary [P, 3] over the vertices corners [P, 3]: the corners' blends mixed by the barycentric
+        weights, duplicates merged, the k strongest kept. Pass the pair to `deform` as `binding`."""
+        corners = np.asarray(corners, dtype=np.int64)
+        bary = np.asarray(bary, dtype=np.float64)
+        k = self.vertex_nodes.shape[1]
+        n_pts = len(corners)
+        cand_n = self.vertex_nodes[corners].reshape(n_pts, -1)
+        cand_w = (bary[:, :, None] * self.vertex_weights[corners]).reshape(n_pts, -1)
+        rows = np.repeat(np.arange(n_pts), cand_n.shape[1])
+        keys, inv = np.unique(rows * self.n_nodes + cand_n.reshape(-1), return_inverse=True)
+        w = np.bincount(inv.reshape(-1), cand_w.reshape(-1), len(keys))
+        r, nodes = keys // self.n_nodes, keys % self.n_nodes
+        order = np.lexsort((-w, r))
+        r, nodes, w = r[order], nodes[order], w[order]
+        start = np.searchsorted(r, np.arange(n_pts))
+        rank = np.arange(len(r)) - start[r]
+        keep = rank < k
+        vn = np.zeros((n_pts, k), np.int64)
+        vw = np.zeros((n_pts, k), np.float64)
+        vn[r[keep], rank[keep]] = nodes[keep]
+        vw[r[keep], rank[keep]] = w[keep]
+        vw /= np.maximum(vw.sum(1, keepdims=True), 1e-12)
+        return torch.as_tensor(vn), torch.as_tensor(vw)
+
+    def deform(self, rest: torch.Tensor, rvec: torch.Tensor, trans: torch.Tensor, index=None,
+               binding=None) -> torch.Tensor:
         """Positions [V, 3] of the vertices `rest` (all of them, or those at `index`, a tensor of
-        vertex indices with rest = their rest positions) for node rotations rvec [N, 3] and
-        translations trans [N, 3]."""
+        vertex indices with rest = their rest positions, or any points bound by `bind`, with
+        binding = its result) for node rotations rvec [N, 3] and translations trans [N, 3]."""
         t = self.tensors(rest.dtype)
-        vn, vw = (t["vn"], t["vw"]) if index is None else (t["vn"][index], t["vw"][index])
+        if binding is not None:
+            vn, vw = binding[0], binding[1].to(rest.dtype)
+        else:
+            vn, vw = (t["vn"], t["vw"]) if index is None else (t["vn"][index], t["vw"][index])
         rot = axis_angle_to_matrix(rvec)  # [N, 3, 3]
         g = t["nodes"]
         # Each vertex, moved rigidly by each of its nodes, then blended.
