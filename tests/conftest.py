@@ -1,3 +1,4 @@
+import subprocess
 import sys
 from pathlib import Path
 
@@ -7,7 +8,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from backend_cli import run_backend  # noqa: E402
-from blender_harness import BPY_VERSIONS, SHARED  # noqa: E402
+from blender_harness import BPY_VERSIONS, REPO, SHARED  # noqa: E402
 
 
 @pytest.fixture(params=sorted(BPY_VERSIONS), ids=lambda v: f"blender{v}")
@@ -59,3 +60,12 @@ def tiny_models(tmp_path_factory):
     proc = run_backend("models", "tiny-random", models, "--hub-cache", cache, env={"HF_HUB_CACHE": str(root / "unused")})
     assert proc.returncode == 0, proc.stderr
     return models, cache, json.loads(proc.stdout)
+
+
+@pytest.fixture(scope="session")
+def extension_zip():
+    """The extension built once per session with Blender's own builder (`build.py extension`)."""
+    proc = subprocess.run([sys.executable, str(REPO / "build.py"), "extension"], cwd=REPO, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return str(next((REPO / "dist").glob("actionmesh-*.zip")))

@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 import trimesh
 
 from blender_harness import REPO, run_blender
@@ -50,14 +49,6 @@ def import_obj(path):
     bpy.context.view_layer.objects.active = obj
     return obj
 '''
-
-
-@pytest.fixture(scope="session")
-def extension_zip():
-    proc = subprocess.run([sys.executable, str(REPO / "build.py"), "extension"], cwd=REPO, capture_output=True,
-                          text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return str(next((REPO / "dist").glob("actionmesh-*.zip")))
 
 
 def cli_offsets(seq, out):

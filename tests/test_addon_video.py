@@ -9,7 +9,7 @@ bad input, a cancel and a killed backend leaving the scene as it was; one undo r
 import numpy as np
 
 from blender_harness import run_blender
-from test_addon import PRELUDE, extension_zip  # noqa: F401  (the session fixture)
+from test_addon import PRELUDE
 
 # The tiny models' fewest steps and coarsest grid (same code paths as the release's settings).
 FAST = "stage0_steps=2, stage1_steps=1, resolution=32"
@@ -79,7 +79,7 @@ def _video(shared_examples, root, fps=12.0, size=256):
     return path, masks
 
 
-def test_new_objects_from_strip_file_and_folder(bpy_version, extension_zip, tiny_models, shared_examples,  # noqa: F811
+def test_new_objects_from_strip_file_and_folder(bpy_version, extension_zip, tiny_models, shared_examples,
                                                 tmp_path):
     """Three sources -> three new animated objects, keys timed to the scene (12 fps clips in a
     24 fps scene: a key every 2 frames, from the strip's own start frame), Stage I meshes in a
@@ -145,7 +145,7 @@ result(**out)
     assert r["undone"], "one undo must remove the new object"
 
 
-def test_panda_from_its_frames_by_fitting_keeps_uvs_and_materials(bpy_version, extension_zip,  # noqa: F811
+def test_panda_from_its_frames_by_fitting_keeps_uvs_and_materials(bpy_version, extension_zip,
                                                                   shared_examples, tmp_path):
     """animate_from_video with method fit on the imported panda.glb (a parent transform from the
     importer; the estimated camera): keys on the panda, its UVs, materials and vertex count
@@ -213,7 +213,7 @@ result(**out)
     assert r["undone"]
 
 
-def test_transfer_motion_from_animated_object(bpy_version, extension_zip, tmp_path):  # noqa: F811
+def test_transfer_motion_from_animated_object(bpy_version, extension_zip, tmp_path):
     """A Suzanne slides along +X over 4 frames; another one standing in the same place takes its
     motion (a shape without rotational symmetry, so the camera's refinement cannot turn freely),
     rendered by Workbench in a temporary scene and fitted, through a temporary framing camera and
@@ -291,7 +291,7 @@ result(status2=status2, error2=error2, centres2=centres2, camera_kept=scene.came
     assert shift[0] > 0.4 and np.abs(shift[1:]).max() < 0.1, shift
 
 
-def test_bad_input_cancel_and_killed_backend_leave_scene_unchanged(  # noqa: F811
+def test_bad_input_cancel_and_killed_backend_leave_scene_unchanged(
         bpy_version, extension_zip, tiny_models, shared_examples, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -362,7 +362,7 @@ result(**report)
     assert "stopped unexpectedly" in r["kill_fit"][1]
 
 
-def test_scene_camera_as_camera_json_show_frame0_and_panel(bpy_version, extension_zip, shared_examples,  # noqa: F811
+def test_scene_camera_as_camera_json_show_frame0_and_panel(bpy_version, extension_zip, shared_examples,
                                                           tmp_path):
     """The scene camera (shifted, non-square, vertical sensor fit, rotated and moved) converted to
     camera.json projects points where Blender's own world_to_camera_view puts them, for the Y-up

@@ -4,25 +4,15 @@ shared example data gets (the mesh-sequence job)."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
 
 import numpy as np
-import pytest
 
 from blender_harness import REPO, blender_env
 
 DEMO = REPO / "tools" / "blender_demo.py"
-
-
-@pytest.fixture(scope="module")
-def extension_zip():
-    proc = subprocess.run([sys.executable, str(REPO / "build.py"), "extension"], cwd=REPO, capture_output=True,
-                          text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return str(next((REPO / "dist").glob("actionmesh-*.zip")))
 
 
 def _run_demo(extension_zip, out, *extra):

@@ -10,39 +10,20 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from backend_cli import run_backend
+from fit_case import case_mesh, render_case
 
-REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "tools" / "render_fit_cases.py"
 CASE, FRAMES, SIZE = "panda-bend", 6, 128
 
 
 @pytest.fixture(scope="module")
 def case(tmp_path_factory):
-    # conftest's shared_examples is per test; the render is once per module, so the same check here.
-    panda = REPO.parent / "shared" / "examples" / "panda" / "panda.glb"
-    if not panda.is_file():
-        pytest.skip(f"needs the shared example data at {panda.parent.parent} (present in CI, absent in a user's clone)")
-    root = tmp_path_factory.mktemp("fit_cases")
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--out", str(root), "--cases", CASE, "--frames", str(FRAMES),
-                           "--size", str(SIZE), "--samples", "4", "--no-denoise",
-                           "--panda", str(panda)],
-                          cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    return root / CASE
-
-
-def _mesh_path(case_dir: Path) -> Path:
-    mesh = Path(json.loads((case_dir / "case.json").read_text())["mesh"])
-    return mesh if mesh.is_absolute() else case_dir / mesh
+    return render_case(tmp_path_factory.mktemp("fit_cases"), CASE, frames=FRAMES, size=SIZE)
 
 
 def _vertex_error(rest: np.ndarray, offsets: np.ndarray, truth: np.ndarray) -> float:
@@ -54,7 +35,7 @@ def test_fit_with_the_camera_beats_the_still_mesh(case, tmp_path):
     from backend.meshio import load_mesh
 
     out = tmp_path / "out"
-    mesh = _mesh_path(case)
+    mesh = case_mesh(case)
     proc = run_backend("generate", "--input", case / "frames", "--mesh", mesh, "--out", out, "--method", "fit",
                        "--camera", case / "camera.json", "--json")
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -90,7 +71,7 @@ def test_auto_without_the_models_fits_with_an_estimated_camera(case, tmp_path):
     """--method auto with no learned models stored: --method fit's path (warning naming what is
     missing); no --camera, so the camera is estimated from frame 0 and the report says so."""
     out = tmp_path / "out"
-    proc = run_backend("generate", "--input", case / "frames", "--mesh", _mesh_path(case), "--out", out,
+    proc = run_backend("generate", "--input", case / "frames", "--mesh", case_mesh(case), "--out", out,
                        "--method", "auto", "--models", tmp_path / "no_models", "--json")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "learned models are absent" in proc.stderr and "actionmesh" in proc.stderr
@@ -104,7 +85,7 @@ def test_auto_without_the_models_fits_with_an_estimated_camera(case, tmp_path):
     # from behind (1.45x the still mesh's error).
     from backend.meshio import load_mesh
 
-    rest = load_mesh(_mesh_path(case)).vertices
+    rest = load_mesh(case_mesh(case)).vertices
     with np.load(out / "animation.npz") as npz:
         offsets = npz["offsets"]
     truth = np.load(case / "truth.npz")["vertices"]
@@ -120,7 +101,7 @@ def test_auto_refines_the_learned_result_by_fitting(case, tmp_path, tiny_models)
 
     models, _, _ = tiny_models
     out = tmp_path / "out"
-    proc = run_backend("generate", "--input", case / "frames", "--mesh", _mesh_path(case), "--out", out,
+    proc = run_backend("generate", "--input", case / "frames", "--mesh", case_mesh(case), "--out", out,
                        "--method", "auto", "--camera", case / "camera.json", "--models", models,
                        "--stage0-steps", "2", "--stage1-steps", "1", "--resolution", "32", "--device", "cpu", "--json")
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -130,7 +111,7 @@ def test_auto_refines_the_learned_result_by_fitting(case, tmp_path, tiny_models)
     assert report["method"] == "auto" and len(report["fit"]["per_frame"]) == FRAMES
     assert {"iou_before", "iou_after", "camera_used", "camera_estimated", "camera_iou"} <= set(report["fit"])
     assert "fit" in report["stages"] and (out / "camera.json").is_file()
-    rest = load_mesh(_mesh_path(case))
+    rest = load_mesh(case_mesh(case))
     with np.load(out / "animation.npz") as npz:
         offsets = npz["offsets"]
     assert offsets.shape == (FRAMES, len(rest.vertices), 3) and np.isfinite(offsets).all()
@@ -152,7 +133,7 @@ def test_a_frame_with_empty_alpha_is_named_and_nothing_is_written(case, tmp_path
     image[..., 3] = 0
     Image.fromarray(image).save(frames / "03.png")
     out = tmp_path / "out"
-    proc = run_backend("generate", "--input", frames, "--mesh", _mesh_path(case), "--out", out, "--method", "fit",
+    proc = run_backend("generate", "--input", frames, "--mesh", case_mesh(case), "--out", out, "--method", "fit",
                        "--camera", case / "camera.json")
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "frame(s) 3 " in proc.stderr

@@ -53,6 +53,20 @@ def new_job_dir() -> Path:
     return path
 
 
+def target_mesh(name: str, n_vertices: int):
+    """The mesh object a job's result goes onto, looked up again by name at the end (the user may
+    have renamed, deleted or edited it while the job ran); UserError if it cannot take the result."""
+    obj = bpy.data.objects.get(name)
+    if obj is None or obj.type != "MESH":
+        raise UserError(f"Object '{name}' is gone; nothing was written")
+    if len(obj.data.vertices) != n_vertices:
+        raise UserError(f"Mesh '{obj.name}' changed from {n_vertices} to {len(obj.data.vertices)} vertices "
+                        "while the job ran; nothing was written")
+    if obj.mode != "OBJECT":
+        raise UserError(f"'{obj.name}' is in {obj.mode} mode; leave it and run again")
+    return obj
+
+
 def job_state(context):
     return context.window_manager.actionmesh_job
 

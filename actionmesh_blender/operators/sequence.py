@@ -12,7 +12,7 @@ from ..backend_client import Job
 from ..exchange import read_offsets, write_ply
 from ..preferences import get_prefs
 from ..props import OPERATOR_METHOD_ITEMS, SPACE_ITEMS
-from .job import JobOperator, UserError
+from .job import JobOperator, UserError, target_mesh
 from ..blender_mesh import Z_UP_TO_Y_UP, reference_geometry
 
 
@@ -81,14 +81,7 @@ class ACTIONMESH_OT_animate_from_sequence(JobOperator, bpy.types.Operator):
 
     def _apply(self, context, job: Job) -> str:
         target = self._target
-        obj = bpy.data.objects.get(target["name"])
-        if obj is None or obj.type != "MESH":
-            raise UserError(f"Object '{target['name']}' is gone; nothing was written")
-        if len(obj.data.vertices) != target["n_vertices"]:
-            raise UserError(f"Mesh '{obj.name}' changed from {target['n_vertices']} to "
-                            f"{len(obj.data.vertices)} vertices while the job ran; nothing was written")
-        if obj.mode != "OBJECT":
-            raise UserError(f"'{obj.name}' is in {obj.mode} mode; leave it and run again")
+        obj = target_mesh(target["name"], target["n_vertices"])
         offsets, _fps = read_offsets(Path(job.outputs["animation"]), target["n_vertices"])
         local = (offsets.reshape(-1, 3) @ target["from_file"].T).astype(np.float32).reshape(offsets.shape)
         written = shape_keys.apply_offsets_as_shape_keys(obj, local, start_frame=target["start_frame"])

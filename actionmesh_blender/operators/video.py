@@ -32,7 +32,7 @@ from ..exchange import ResultError, read_animation, read_glb_mesh, read_offsets,
 from ..preferences import get_prefs
 from ..props import (CAMERA_ITEMS, MEMORY_ITEMS, QUALITY_ITEMS, TRANSFER_CAMERA_ITEMS, VIDEO_METHOD_ITEMS,
                      VIDEO_SOURCE_ITEMS)
-from .job import JobOperator, UserError
+from .job import JobOperator, UserError, target_mesh
 
 RENDER_SIZE = 256
 
@@ -276,14 +276,7 @@ class AnimateMeshJob(VideoSettings, ModelSettings, JobOperator):
     def _apply(self, context, job: Job) -> str:
         target = self._target
         scene = bpy.data.scenes.get(target["scene"]) or context.scene
-        obj = bpy.data.objects.get(target["name"])
-        if obj is None or obj.type != "MESH":
-            raise UserError(f"Object '{target['name']}' is gone; nothing was written")
-        if len(obj.data.vertices) != target["n_vertices"]:
-            raise UserError(f"Mesh '{obj.name}' changed from {target['n_vertices']} to "
-                            f"{len(obj.data.vertices)} vertices while the job ran; nothing was written")
-        if obj.mode != "OBJECT":
-            raise UserError(f"'{obj.name}' is in {obj.mode} mode; leave it and run again")
+        obj = target_mesh(target["name"], target["n_vertices"])
         offsets, fps = read_offsets(Path(job.outputs["animation"]), target["n_vertices"])
         step = _result_timing(job, scene, fps)
         local = (offsets.reshape(-1, 3) @ target["from_file"].T).astype(np.float32).reshape(offsets.shape)
