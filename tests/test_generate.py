@@ -421,3 +421,20 @@ def test_cli_bad_input_exits_2(tmp_path, shared_examples):
     assert proc.returncode == 2, proc.stderr
     assert "missing_model" in proc.stderr and "models download actionmesh" in proc.stderr
     assert not out.exists()
+
+
+def test_released_size_models_on_the_cpu_are_warned_about_at_the_start(tiny_models, shared_examples, tmp_path):
+    """A set whose denoiser has the released width, on the CPU: the warning comes first (as a
+    progress line, before any work), then this stand-in's weights are refused by name."""
+    models = tmp_path / "models"
+    shutil.copytree(tiny_models[0], models)
+    config_path = models / "facebook" / "ActionMesh" / "denoiser" / "config.json"
+    config = json.loads(config_path.read_text())
+    config_path.write_text(json.dumps({**config, "width": 2048}))
+    proc = run_backend("generate", "--input", shared_examples / "panda", "--frames", "2", "--out", tmp_path / "out",
+                       "--models", models, "--device", "cpu")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = proc.stderr.splitlines()
+    first = next(i for i, line in enumerate(lines) if "released models are running on the CPU" in line)
+    assert first < next(i for i, line in enumerate(lines) if "reading" in line)
+    assert "do not fit TemporalDenoiser" in proc.stderr and not (tmp_path / "out").exists()

@@ -49,6 +49,9 @@ from .temporal import (FAST_STAGE1_STEPS, LOW_VRAM_STAGE2_QUERY_CHUNK, SLIDE, ST
                        STAGE2_QUERY_CHUNK, STAGE2_TOKEN_BUDGET, WINDOW, stage1_latents, stage2_offsets,
                        stage2_positions, write_stage1_meshes)
 
+# A denoiser this wide is the released one (2048; the tiny stand-ins are 64): far too slow for a CPU.
+FULL_SIZE_WIDTH = 1024
+
 # The names the single-module version had (private ones included).
 _check_int, _publish, _run_fit, _write_mesh_glb = check_int, publish, run_fit, write_mesh_glb
 
@@ -157,6 +160,13 @@ def run_generate(ctx: JobContext, *, input, out: str, mesh: Optional[str] = None
     num_tokens = int(denoiser_config.get("num_tokens_nominal", 2048))
     sources["latent_tokens"] = ("model set: denoiser/config.json num_tokens_nominal"
                                 if "num_tokens_nominal" in denoiser_config else "release")
+    if dev == "cpu" and int(denoiser_config.get("width", 0)) >= FULL_SIZE_WIDTH:
+        # Said at the start, not only at the end: the user decides now whether to wait or cancel.
+        slow = ("the released models are running on the CPU: a 16-frame clip is about 19 PFLOP "
+                "(python -m backend plan), a day or more on a desktop CPU. Use a CUDA GPU, or animate "
+                "your own mesh without the models (--method fit)")
+        warnings.append(slow)
+        ctx.progress("prepare", 0, 1, f"warning: {slow}")
     if resolution is None:
         own = model_set_defaults(folders["triposg"]).get("resolution")
         if own is not None:
