@@ -16,7 +16,7 @@ def bpy_version(request):
     return request.param
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")  # a path only: module- and session-scoped fixtures use it too
 def shared_examples():
     path = SHARED / "examples"
     if not path.is_dir():

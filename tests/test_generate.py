@@ -40,21 +40,10 @@ def _load_panda(shared_examples):
 
 
 @pytest.fixture(scope="module")
-def examples() -> Path:
-    """conftest's shared_examples, for module-scoped fixtures (that one is per test)."""
-    from blender_harness import SHARED
-
-    path = SHARED / "examples"
-    if not path.is_dir():
-        pytest.skip(f"needs the shared example data at {path} (present in CI, absent in a user's clone)")
-    return path
-
-
-@pytest.fixture(scope="module")
-def clip40(examples, tmp_path_factory) -> Path:
+def clip40(shared_examples, tmp_path_factory) -> Path:
     """40 frames (three Stage I windows): the 16 panda frames forward, backward, forward again."""
     folder = tmp_path_factory.mktemp("clip40")
-    frames = sorted(_panda(examples).glob("*.png"))
+    frames = sorted(_panda(shared_examples).glob("*.png"))
     order = list(range(16)) + list(range(14, -1, -1)) + list(range(1, 10))
     for i, j in enumerate(order):
         (folder / f"frame_{i}.png").symlink_to(frames[j])  # natural order: frame_2 before frame_10
@@ -62,7 +51,7 @@ def clip40(examples, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def video(examples, tmp_path_factory):
+def video(shared_examples, tmp_path_factory):
     """(mp4 without alpha, folder of one mask per video frame): the RGBA panda frames composited
     on a coloured background at 256 px, written at 12 fps with OpenCV."""
     import cv2
@@ -74,7 +63,7 @@ def video(examples, tmp_path_factory):
     path = root / "panda.mp4"
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 12.0, (256, 256))
     assert writer.isOpened()
-    for i, frame in enumerate(sorted(_panda(examples).glob("*.png"))):
+    for i, frame in enumerate(sorted(_panda(shared_examples).glob("*.png"))):
         rgba = np.asarray(Image.open(frame).convert("RGBA").resize((256, 256), Image.BILINEAR)).astype(np.float32)
         alpha = rgba[..., 3:] / 255.0
         rgb = rgba[..., :3] * alpha + np.array([40.0, 160.0, 90.0]) * (1.0 - alpha)

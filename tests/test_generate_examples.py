@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 
 from backend_cli import run_backend
-from blender_harness import SHARED, run_blender
+from blender_harness import run_blender
 
 CLIPS = ("davis_camel", "kangaroo", "spring", "panda")
 FRAMES = 16
@@ -35,15 +35,6 @@ WALL_LIMIT = 60.0  # seconds per run, process start to exit
 # Default settings: no step, resolution or token overrides (the CPU, as CI has no GPU).
 DEFAULT_ARGS = ["--device", "cpu"]
 OUTPUTS = ("animation.npz", "animated.glb", "anchor.glb", "report.json")
-
-
-@pytest.fixture(scope="module")
-def examples() -> Path:
-    """conftest's shared_examples, for module-scoped fixtures (that one is per test)."""
-    path = SHARED / "examples"
-    if not path.is_dir():
-        pytest.skip(f"needs the shared example data at {path} (present in CI, absent in a user's clone)")
-    return path
 
 
 def _generate(out: Path, *args, env=None) -> dict:
@@ -73,7 +64,7 @@ def _offsets(out: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def runs(examples, tiny_models, tmp_path_factory) -> dict:
+def runs(shared_examples, tiny_models, tmp_path_factory) -> dict:
     """One generate run per clip, made when a test first asks for it and shared after."""
     models, _, _ = tiny_models
     root = tmp_path_factory.mktemp("examples_out")
@@ -82,7 +73,7 @@ def runs(examples, tiny_models, tmp_path_factory) -> dict:
     def get(clip: str) -> tuple:
         if clip not in done:
             out = root / clip
-            done[clip] = (out, _generate(out, "--input", examples / clip, "--models", models))
+            done[clip] = (out, _generate(out, "--input", shared_examples / clip, "--models", models))
         return done[clip]
 
     return get
@@ -99,13 +90,13 @@ def test_clip_end_to_end(runs, clip):
     assert result["report_seconds"] < result["wall"] < WALL_LIMIT, f"{clip}: {result['wall']:.1f} s"
 
 
-def test_panda_mesh_mode_and_offline_hub_cache(examples, tiny_models, tmp_path):
+def test_panda_mesh_mode_and_offline_hub_cache(shared_examples, tiny_models, tmp_path):
     """--mesh panda.glb: the result is on panda.glb's vertices in their order (so its UVs, one
     per vertex, still fit) and its faces; from an offline hub cache, the same numbers."""
     import trimesh
 
     models, cache, _ = tiny_models
-    panda = examples / "panda"
+    panda = shared_examples / "panda"
     args = ["--input", panda, "--mesh", panda / "panda.glb"]
     result = _generate(tmp_path / "folder", *args, "--models", models)
     offline = _generate(tmp_path / "hub", *args, env={"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"})
