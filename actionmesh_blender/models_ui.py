@@ -18,6 +18,7 @@ import bpy
 
 from . import session
 from .backend_client import BackendUnavailable, Job
+from .operators.job import ModalJob
 from .preferences import backend_python, get_prefs, user_dir
 
 # What the manager knows (the last results and the job in flight); reset when the folder changes.
@@ -68,13 +69,14 @@ def redraw_preferences(context) -> None:
                 area.tag_redraw()
 
 
-class BackendJobOperator:
+class BackendJobOperator(ModalJob):
     """Mixin for an operator that runs one short backend job outside the scene (no undo, nothing
-    written to the scene): modal with a timer in the UI, blocking in scripts and `blender -b`.
-    Subclasses set `command` and implement `_args(context)` and `_done(context, outputs)`."""
+    written to the scene); it waits as every job operator does (ModalJob). Subclasses set
+    `command` and implement `_args(context)` and `_done(context, outputs)`."""
 
     command = ""
     busy_text = "Working"
+    timer_interval = 0.2
 
     @classmethod
     def poll(cls, context):
@@ -82,33 +84,6 @@ class BackendJobOperator:
             cls.poll_message_set("An ActionMesh job is already running")
             return False
         return True
-
-    def invoke(self, context, event):
-        if bpy.app.background:
-            return self.execute(context)
-        if not self._start(context):
-            return {"CANCELLED"}
-        wm = context.window_manager
-        self._timer = wm.event_timer_add(0.2, window=context.window)
-        wm.modal_handler_add(self)
-        return {"RUNNING_MODAL"}
-
-    def modal(self, context, event):
-        job = session.current_job
-        if event.type != "TIMER":
-            return {"PASS_THROUGH"}
-        job.update()
-        self._show(context, job)
-        if not job.finished:
-            return {"PASS_THROUGH"}
-        context.window_manager.event_timer_remove(self._timer)
-        return self._finish(context)
-
-    def execute(self, context):
-        if not self._start(context):
-            return {"CANCELLED"}
-        session.current_job.wait(on_update=lambda job: self._show(context, job))
-        return self._finish(context)
 
     def _start(self, context) -> bool:
         self._clear()
@@ -122,10 +97,15 @@ class BackendJobOperator:
         self._set_busy(self.busy_text, 0.0)
         return True
 
-    def _show(self, context, job: Job) -> None:
+    def _show(self, context, job: Job, cursor_progress: bool = False) -> None:
         self._set_busy(f"{self.busy_text}: {job.message}" if job.message else self.busy_text, job.fraction)
+        if cursor_progress:
+            context.window_manager.progress_update(int(job.fraction * 1000))
         session.notify(job)
         redraw_preferences(context)
+
+    def _interrupted(self, context) -> None:
+        self._set_busy("", 0.0)
 
     def _finish(self, context):
         job = session.current_job

@@ -107,23 +107,13 @@ def format_seconds(seconds: float) -> str:
     return f"{seconds // 3600:.0f} h {(seconds % 3600) // 60:02.0f} min"
 
 
-class JobOperator:
-    """Mixin for `bpy.types.Operator` subclasses that run one backend job (see the module doc)."""
+class ModalJob:
+    """How an operator that runs one backend job waits for it: modal with a timer in the UI (Esc
+    cancels), blocking in scripts and `blender -b` (where timers and modal handlers never run).
+    A subclass implements `_start(context) -> bool`, `_show(context, job, cursor_progress)` and
+    `_finish(context)`, and may override `_interrupted(context)`."""
 
-    # Shown while nothing else is known.
-    job_label = "ActionMesh job"
-
-    @classmethod
-    def poll(cls, context):
-        if context.mode != "OBJECT":
-            cls.poll_message_set("Switch to Object Mode")
-            return False
-        if session.busy():
-            cls.poll_message_set("An ActionMesh job is already running")
-            return False
-        return True
-
-    # -- entry points
+    timer_interval = 0.1
 
     def invoke(self, context, event):
         if bpy.app.background:
@@ -131,7 +121,7 @@ class JobOperator:
         if not self._start(context):
             return {"CANCELLED"}
         wm = context.window_manager
-        self._timer = wm.event_timer_add(0.1, window=context.window)
+        self._timer = wm.event_timer_add(self.timer_interval, window=context.window)
         wm.modal_handler_add(self)
         return {"RUNNING_MODAL"}
 
@@ -149,7 +139,7 @@ class JobOperator:
         return self._finish(context)
 
     def execute(self, context):
-        """Blocking path: scripts and `blender -b`, where timers and modal handlers never run."""
+        """Blocking path: scripts and `blender -b`."""
         if not self._start(context):
             return {"CANCELLED"}
         interactive = not bpy.app.background
@@ -160,12 +150,36 @@ class JobOperator:
         except BaseException:
             # Interrupted (Ctrl+C in a script, a failing progress listener): stop the job too.
             session.current_job.cancel()
-            job_state(context).running = False
+            self._interrupted(context)
             raise
         finally:
             if interactive:
                 context.window_manager.progress_end()
         return self._finish(context)
+
+    def _interrupted(self, context) -> None:
+        """The blocking wait was interrupted and the job cancelled: clear what shows it running."""
+
+
+class JobOperator(ModalJob):
+    """Mixin for `bpy.types.Operator` subclasses that run one backend job on the scene (see the
+    module doc)."""
+
+    # Shown while nothing else is known.
+    job_label = "ActionMesh job"
+
+    @classmethod
+    def poll(cls, context):
+        if context.mode != "OBJECT":
+            cls.poll_message_set("Switch to Object Mode")
+            return False
+        if session.busy():
+            cls.poll_message_set("An ActionMesh job is already running")
+            return False
+        return True
+
+    def _interrupted(self, context) -> None:
+        job_state(context).running = False
 
     # -- the steps
 
