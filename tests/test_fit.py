@@ -192,3 +192,41 @@ def test_surface_points_move_with_the_vertices_around_them():
     blend = np.einsum("pk,pkc->pc", bary, moved[corners])
     edge = np.linalg.norm(v[f[:, 0]] - v[f[:, 1]], axis=1).mean()
     assert np.linalg.norm(inside - blend, axis=1).max() < 0.2 * edge
+
+
+def test_graph_edges_follow_the_surface_so_two_limbs_that_touch_stay_apart():
+    """A long thin tube bent into a hairpin: its two arms lie close side by side but far apart over
+    the surface. No graph edge joins one arm to the other, not even at the open ends, where nodes
+    have the fewest neighbours in reach (they used to be given arbitrary ones)."""
+    from backend.fitting.graph import DeformationGraph
+
+    radius, gap, length, rings, around = 0.05, 0.02, 3.0, 300, 12
+    bend_r = radius + gap / 2  # the hairpin's centre line: two arms 2 * bend_r apart
+    straight = (length - np.pi * bend_r) / 2
+    s = np.linspace(0, length, rings)
+    a = np.clip((s - straight) / (np.pi * bend_r), 0, 1) * np.pi  # angle round the bend
+    arm = np.where(s < straight, 0, np.where(s > length - straight, 1, -1))  # -1: the bend
+    centre = np.stack([-bend_r * np.cos(a), np.where(arm == 0, straight - s, np.where(arm == 1, s - length + straight,
+                                                                                      -bend_r * np.sin(a))),
+                       np.zeros_like(s)], 1)
+    side = np.stack([np.cos(a), np.sin(a), np.zeros_like(s)], 1)  # across the path, in its plane
+    theta = np.linspace(0, 2 * np.pi, around, endpoint=False)
+    v = (centre[:, None] + radius * (np.cos(theta)[None, :, None] * side[:, None]
+                                     + np.sin(theta)[None, :, None] * np.array([0.0, 0.0, 1.0]))).reshape(-1, 3)
+    ring, step = np.meshgrid(np.arange(rings - 1), np.arange(around), indexing="ij")
+    p00 = ring * around + step
+    p01 = ring * around + (step + 1) % around
+    p10, p11 = p00 + around, p01 + around
+    f = np.concatenate([np.stack([p00, p10, p11], -1).reshape(-1, 3), np.stack([p00, p11, p01], -1).reshape(-1, 3)])
+    vertex_ring = np.repeat(np.arange(rings), around)
+
+    g = DeformationGraph(v, 96, faces=f)
+    near = vertex_ring[np.argmin(np.linalg.norm(v[None] - g.nodes[:, None], axis=2), axis=1)]
+    node_arm = arm[near]
+    i, j = g.edges[:, 0], g.edges[:, 1]
+    # Away from the bend, where the way round is long (near it the arms are close both ways).
+    far = centre[near, 1] > 0.3
+    assert far.sum() > 40
+    across = (node_arm[i] >= 0) & (node_arm[j] >= 0) & (node_arm[i] != node_arm[j]) & far[i] & far[j]
+    assert across.sum() == 0
+    assert len(g.edges) == 96 * 8

@@ -11,7 +11,9 @@ the view, and minimising, with torch autograd:
   coverage  the mask's contour should be reached by the projection (contour -> nearest point);
   flow      points visible in the previous frame should land where the optical flow carried
             their pixels (forward-backward checked, DIS); frame 0's visible points where the
-            flow chained from frame 0 carried them (long tracks);
+            flow chained from frame 0 carried them (long tracks); then both measured again as
+            corrections to the motion fitted so far, and the frame fitted again (a Cauchy
+            penalty, so tracks that slipped onto another surface stop pulling);
   rigidity  neighbouring graph nodes agree about each other (as-rigid-as-possible);
   stillness the motion departs little from that constant-velocity guess (across the view) and
             from the last frame's depth (toward and away from the camera, weighted most, since
@@ -36,7 +38,8 @@ from backend.errors import BadInput, Cancelled
 from backend.geometry.weld import weld as weld_vertices
 
 from .camera import Camera, camera_candidates, project
-from .evidence import dense_flow, frame_evidence, masks_from_frames, silhouette_iou, visible_points
+from .evidence import (dense_flow, frame_evidence, guided_flow, masks_from_frames, silhouette_iou, splat_field,
+                       visible_points)
 from .graph import DeformationGraph
 
 
@@ -45,7 +48,10 @@ class FitSettings:
     iterations: int = 60  # per frame
     joint_iterations: int = 40  # over the whole clip
     lr: float = 0.01
-    nodes: int = 192
+    # 96 nodes: stiffer parts, whose visible side carries the hidden side and whose
+    # foreshortening says more about depth (bench fit, with the rest of these defaults: 192 gave
+    # 0.70-0.77x the still error, 96 0.63-0.71x, 64 worse again).
+    nodes: int = 96
     use_flow: bool = True
     w_inside: float = 1.0
     w_coverage: float = 1.0
@@ -62,6 +68,18 @@ class FitSettings:
     # Joint pass: stillness against the joint solution's own previous frame (a velocity penalty);
     # False holds each frame near the frame-after-frame solution of the frame before.
     joint_self_still: bool = True
+    # After each frame's fit, the flow is measured again as a correction to the motion just
+    # fitted (evidence.guided_flow), from frame 0 and from the frame before, and the frame is
+    # fitted again against it: this many rounds, refine_iterations steps each. The tracks from
+    # frame 0 are taken up again for every point the fit shows, not only those the chained
+    # flow kept (on the running characters only a third survived chaining to mid-clip).
+    refine_rounds: int = 1
+    refine_iterations: int = 40
+    # How flow and track residuals count: "cauchy" (its pull fades beyond robust_px, so a block
+    # of tracks that slipped, such as on the panda's turning white head, stops dragging the
+    # fit) or "huber" (linear beyond robust_px).
+    robust: str = "cauchy"
+    robust_px: float = 5.0
     coverage_vertices: int = 1500
     # The fit runs on this many surface points (spread evenly by area over the faces, so a mesh
     # of a few hundred vertices is covered as densely as one of thousands): a smooth field of a
@@ -344,6 +362,7 @@ def _fit(vertices, faces, frames, camera, settings, progress, should_cancel, ini
             uv0, d0 = project(rest_t, cam_fixed)
             vis = visible_points(uv0.numpy(), d0.numpy(), width, height)
             track_state["idx"] = np.flatnonzero(vis)
+            track_state["visible0"] = vis
             track_state["uv"] = uv0.numpy()[vis].astype(np.float32)
         flow, valid = flow_cache_raw[t]
         idx, uv = track_state["idx"], track_state["uv"]
@@ -361,6 +380,33 @@ def _fit(vertices, faces, frames, camera, settings, progress, should_cancel, ini
 
     flow_cache_raw = {}
 
+    def guided_targets(src: int, t: int, src_pos: torch.Tensor, pos: torch.Tensor, src_visible=None):
+        """Targets in frame t for the points visible in frame src (and, by the fit, in t), from the
+        flow src -> t measured as a correction to the motion src_pos -> pos."""
+        uv_s, z_s = project(src_pos, cam_fixed)
+        uv_t, z_t = project(pos, cam_fixed)
+        uv_s, uv_t = uv_s.numpy(), uv_t.numpy()
+        vis = visible_points(uv_s, z_s.numpy(), width, height) if src_visible is None else src_visible
+        vis = vis & visible_points(uv_t, z_t.numpy(), width, height)
+        if vis.sum() < 10:
+            return None
+        spacing = np.sqrt(evidence[src].mask.sum() / vis.sum())
+        pred = splat_field(uv_s[vis], uv_t[vis] - uv_s[vis], width, height, float(np.clip(1.5 * spacing, 2, 20)))
+        flow, valid = guided_flow(evidence[src], evidence[t], pred)
+        ij = np.clip(np.round(uv_s).astype(int), 0, [width - 1, height - 1])
+        ok = vis & valid[ij[:, 1], ij[:, 0]]
+        if ok.sum() < 10:
+            return None
+        idx = torch.as_tensor(np.flatnonzero(ok))
+        return idx, torch.from_numpy(uv_s)[idx] + _sample(torch.from_numpy(flow), torch.from_numpy(uv_s)[idx])
+
+    def track_loss(r_px):
+        c = s.robust_px * px
+        r = r_px * px
+        if s.robust == "cauchy":
+            return (c * c * torch.log1p((r * r).sum(-1) / (c * c))).sum() / len(r) * 0.5
+        return F.huber_loss(r, torch.zeros_like(r), delta=c, reduction="sum") / len(r)
+
     def frame_loss(t, rv, tr, prev_rv, prev_tr, prev_pos, targets, tracks=None):
         pos = graph.deform(rest_t, rv, tr, binding=binding)
         uv, _ = project(pos, cam_fixed)
@@ -368,12 +414,10 @@ def _fit(vertices, faces, frames, camera, settings, progress, should_cancel, ini
         loss = s.w_inside * inside + s.w_coverage * coverage + s.w_rigid * graph.regularity(rv, tr)
         if targets is not None:
             idx, carried = targets
-            r = (uv[idx] - carried) * px
-            loss = loss + s.w_flow * F.huber_loss(r, torch.zeros_like(r), delta=0.01, reduction="sum") / len(idx)
+            loss = loss + s.w_flow * track_loss(uv[idx] - carried)
         if tracks is not None:
             idx, carried = tracks
-            r = (uv[idx] - carried) * px
-            loss = loss + s.w_track * F.huber_loss(r, torch.zeros_like(r), delta=0.01, reduction="sum") / len(idx)
+            loss = loss + s.w_track * track_loss(uv[idx] - carried)
         step = pos - prev_pos
         along = step @ view_dir
         loss = loss + s.w_still * ((step ** 2).sum(-1).mean() + s.depth_still * (along ** 2).mean())
@@ -411,6 +455,23 @@ def _fit(vertices, faces, frames, camera, settings, progress, should_cancel, ini
             loss.backward()
             opt.step()
             check()
+        for _ in range(s.refine_rounds if s.use_flow else 0):
+            with torch.no_grad():
+                pos_t = graph.deform(rest_t, rv, tr, binding=binding)
+            refined = guided_targets(t - 1, t, prev, pos_t)
+            if refined is not None:
+                targets = flow_cache[t] = refined
+            if tracks is not None:
+                refined = guided_targets(0, t, rest_t, pos_t, src_visible=track_state["visible0"])
+                if refined is not None:
+                    tracks = track_cache[t] = refined
+                    track_state["idx"], track_state["uv"] = refined[0].numpy(), refined[1].numpy().astype(np.float32)
+            for _ in range(s.refine_iterations):
+                opt.zero_grad()
+                loss, _ = frame_loss(t, rv, tr, rvecs[t - 1], trans[t - 1], anchor, targets, tracks)
+                loss.backward()
+                opt.step()
+                check()
         with torch.no_grad():
             rvecs[t], trans[t] = rv.detach(), tr.detach()
             positions[t] = graph.deform(rest_t, rvecs[t], trans[t], binding=binding)

@@ -1,10 +1,11 @@
 """An embedded deformation graph: few degrees of freedom that keep a surface sane.
 
-A few hundred nodes spread over the surface (farthest points) each carry a rotation and a
+A hundred or so nodes spread over the surface (farthest points) each carry a rotation and a
 translation; every vertex moves by the blend of its nearest nodes' rigid motions (Sumner et al.
 2007). "Nearest" is measured along the surface when faces are given (shortest paths over the
 mesh's edges), so two legs that touch in space but not on the body move apart freely; separate
-parts are joined by their closest points at three times the distance, so they still move together. The regulariser asks neighbouring nodes to agree on where they put each other, which is
+parts are joined by their closest points at three times the distance, so they still move together.
+The regulariser asks neighbouring nodes to agree on where they put each other, which is
 as-rigid-as-possible at the graph's scale: limbs bend, the surface does not crumple, and what the
 video cannot see (depth, the far side) follows what it can.
 """
@@ -154,8 +155,12 @@ def _surface_neighbours(v: np.ndarray, faces: np.ndarray, node_idx: np.ndarray, 
         e = np.concatenate([e, np.stack([i[bridge], j[bridge]], 1)])
         w = np.concatenate([w, 3.0 * d[bridge] + 1e-12])
     graph = sp.coo_matrix((w, (e[:, 0], e[:, 1])), shape=(n, n)).tocsr()
-    # Nodes reach about as far as a few node spacings: beyond that no vertex needs them.
-    spacing = np.sqrt(np.ptp(v, axis=0).prod() ** (2 / 3) / max(len(node_idx), 1))
+    # Nodes reach about as far as a few node spacings: beyond that no vertex needs them. The
+    # spacing is the surface's (its area shared among the nodes): a bounding-box estimate is
+    # far too small for a long thin shape, whose end nodes then found no neighbours in reach.
+    tri = v[faces]
+    area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1).sum()
+    spacing = np.sqrt(max(area, 1e-12) / max(len(node_idx), 1))
     dist = dijkstra(graph, directed=False, indices=node_idx, limit=8 * spacing)  # [N, V]
     order = np.argsort(dist, axis=0)[:k].T  # [V, k] node indices
     d = np.take_along_axis(dist.T, order, axis=1)
@@ -166,4 +171,13 @@ def _surface_neighbours(v: np.ndarray, faces: np.ndarray, node_idx: np.ndarray, 
         order[lost], d[lost] = o_e, d_e
     node_d = dist[:, node_idx]  # [N, N]
     node_near = np.argsort(node_d, axis=1)[:, :kn]
+    # A node with fewer than kn others in reach takes its nearest in a straight line for the rest
+    # (not whichever unreachable ones the sort happened to list first).
+    short = ~np.isfinite(np.take_along_axis(node_d, node_near, axis=1))
+    if short.any():
+        _, straight = cKDTree(v[node_idx]).query(v[node_idx], k=min(len(node_idx), 3 * kn))
+        for r in np.flatnonzero(short.any(axis=1)):
+            have = list(node_near[r][~short[r]])
+            have += [c for c in straight[r] if c not in have][:kn - len(have)]
+            node_near[r] = have
     return d, order, node_near
