@@ -423,6 +423,15 @@ def _fit(vertices, faces, frames, camera, settings, progress, should_cancel, ini
         loss = loss + s.w_still * ((step ** 2).sum(-1).mean() + s.depth_still * (along ** 2).mean())
         return loss, pos
 
+    def descend(opt, steps, t, rv, tr, anchor, targets, tracks):
+        """Steps of one frame's fit (node motions rv, tr in place)."""
+        for _ in range(steps):
+            opt.zero_grad()
+            loss, _ = frame_loss(t, rv, tr, rvecs[t - 1], trans[t - 1], anchor, targets, tracks)
+            loss.backward()
+            opt.step()
+            check()
+
     def across(x):
         """x without its component along the view direction."""
         return x - (x @ view_dir)[..., None] * view_dir
@@ -449,12 +458,7 @@ def _fit(vertices, faces, frames, camera, settings, progress, should_cancel, ini
         flow_cache[t] = targets
         tracks = track_cache[t] = advance_tracks(t)
         opt = torch.optim.Adam([rv, tr], lr=s.lr)
-        for _ in range(s.iterations):
-            opt.zero_grad()
-            loss, _ = frame_loss(t, rv, tr, rvecs[t - 1], trans[t - 1], anchor, targets, tracks)
-            loss.backward()
-            opt.step()
-            check()
+        descend(opt, s.iterations, t, rv, tr, anchor, targets, tracks)
         for _ in range(s.refine_rounds if s.use_flow else 0):
             with torch.no_grad():
                 pos_t = graph.deform(rest_t, rv, tr, binding=binding)
@@ -466,12 +470,7 @@ def _fit(vertices, faces, frames, camera, settings, progress, should_cancel, ini
                 if refined is not None:
                     tracks = track_cache[t] = refined
                     track_state["idx"], track_state["uv"] = refined[0].numpy(), refined[1].numpy().astype(np.float32)
-            for _ in range(s.refine_iterations):
-                opt.zero_grad()
-                loss, _ = frame_loss(t, rv, tr, rvecs[t - 1], trans[t - 1], anchor, targets, tracks)
-                loss.backward()
-                opt.step()
-                check()
+            descend(opt, s.refine_iterations, t, rv, tr, anchor, targets, tracks)
         with torch.no_grad():
             rvecs[t], trans[t] = rv.detach(), tr.detach()
             positions[t] = graph.deform(rest_t, rvecs[t], trans[t], binding=binding)
