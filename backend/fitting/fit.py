@@ -147,12 +147,13 @@ def _fit_points(rest: np.ndarray, faces: np.ndarray, s, rng):
     """The points the fit runs on, as (corners [P, 3], barycentric weights [P, 3]) over the welded
     mesh: evenly spread surface points (area-weighted draws thinned by farthest-point sampling),
     or with s.surface_points off, a random subset of the vertices."""
-    tri = rest[faces]
-    area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
+    from backend.geometry.sampling import face_normals_and_areas, farthest_point_sampling
+
+    area = face_normals_and_areas(rest, faces)[1]
     if not s.surface_points or not area.sum() > 0:
         idx = np.sort(rng.choice(len(rest), min(s.fit_points, len(rest)), replace=False))
         return np.repeat(idx[:, None], 3, 1), np.tile([1.0, 0.0, 0.0], (len(idx), 1))
-    from backend.geometry.sampling import farthest_point_sampling
+    tri = rest[faces]
 
     n = int(s.fit_points)
     face_idx = rng.choice(len(faces), 4 * n, p=area / area.sum())

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from scipy.spatial import cKDTree
 
-from backend.geometry.sampling import farthest_point_sampling
+from backend.geometry.sampling import face_normals_and_areas, farthest_point_sampling
 
 DEFAULT_NODES = 192
 VERTEX_NODES = 6  # nodes blended per vertex
@@ -158,8 +158,7 @@ def _surface_neighbours(v: np.ndarray, faces: np.ndarray, node_idx: np.ndarray, 
     # Nodes reach about as far as a few node spacings: beyond that no vertex needs them. The
     # spacing is the surface's (its area shared among the nodes): a bounding-box estimate is
     # far too small for a long thin shape, whose end nodes then found no neighbours in reach.
-    tri = v[faces]
-    area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1).sum()
+    area = face_normals_and_areas(v, faces)[1].sum()
     spacing = np.sqrt(max(area, 1e-12) / max(len(node_idx), 1))
     dist = dijkstra(graph, directed=False, indices=node_idx, limit=8 * spacing)  # [N, V]
     order = np.argsort(dist, axis=0)[:k].T  # [V, k] node indices
