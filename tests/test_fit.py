@@ -144,15 +144,19 @@ def test_a_frame_with_empty_alpha_is_named_and_nothing_is_written(case, tmp_path
 def test_bench_fit_prints_its_table(case, tmp_path):
     result = tmp_path / "bench.json"
     proc = run_backend("bench", "fit", "--cases", CASE, "--frames", FRAMES, "--size", SIZE, "--cases-dir",
-                       case.parent, "--methods", "still,fit", "--json", result)
+                       case.parent, "--methods", "still,fit,true-2d", "--json", result)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "rendering" not in proc.stderr  # the module's case was reused, not rendered again
     assert "fit vs still (vertex error / CD-M)" in proc.stdout and "not judged" in proc.stdout
     figures = json.loads(result.read_text())
     rows = figures["cases"][0]["methods"]
-    assert set(rows) == {"still", "fit"}
+    assert set(rows) == {"still", "fit", "true-2d"}
     assert rows["fit"]["vertex_error"] < rows["still"]["vertex_error"]
     assert 0 < rows["fit"]["cd_m"] and 0 < rows["fit"]["iou"] <= 1
+    # The bound sits on the true pixels: its silhouettes match the masks better than anything.
+    assert rows["true-2d"]["iou"] > max(rows["still"]["iou"], rows["fit"]["iou"])
+    assert rows["true-2d"]["vertex_error"] < rows["still"]["vertex_error"]
+    assert "true-2d vs still, no depth recovered" in proc.stdout
 
 
 def test_frames_whose_mask_touches_the_edge_are_named():
@@ -230,3 +234,30 @@ def test_graph_edges_follow_the_surface_so_two_limbs_that_touch_stay_apart():
     across = (node_arm[i] >= 0) & (node_arm[j] >= 0) & (node_arm[i] != node_arm[j]) & far[i] & far[j]
     assert across.sum() == 0
     assert len(g.edges) == 96 * 8
+
+
+def test_true_2d_bound_keeps_each_vertex_on_its_true_pixel_at_its_rest_depth():
+    """bench fit's true-2d row: the truth as one camera sees it, with the motion along the view
+    taken out. Its vertices project exactly where the true ones do, and keep their rest depth."""
+    import torch
+
+    from backend.bench.fit import true_2d_offsets
+    from backend.fitting.camera import Camera, project
+
+    rng = np.random.default_rng(0)
+    rest = rng.normal(0, 1, (50, 3))
+    truth = rest[None] + rng.normal(0, 0.3, (4, 50, 3))
+    angle = 0.6
+    rotation = np.array([[np.cos(angle), 0, -np.sin(angle)], [0, 1, 0], [np.sin(angle), 0, np.cos(angle)]])
+    camera = Camera(300.0, 300.0, 128.0, 128.0, 256, 256, rotation, np.array([0.1, -0.2, 8.0]))
+    offsets = true_2d_offsets({"camera": camera, "gt": truth, "vertices": rest})
+    moved = rest[None] + offsets
+
+    params = camera.torch_params(torch.float64)
+    for t in range(len(truth)):
+        uv, depth = project(torch.as_tensor(moved[t]), params)
+        true_uv, true_depth = project(torch.as_tensor(truth[t]), params)
+        rest_depth = project(torch.as_tensor(rest), params)[1]
+        np.testing.assert_allclose(uv.numpy(), true_uv.numpy(), atol=1e-6)
+        np.testing.assert_allclose(depth.numpy(), rest_depth.numpy(), atol=1e-6)
+        assert np.abs(true_depth.numpy() - rest_depth.numpy()).max() > 0.1  # the truth did move in depth

@@ -14,7 +14,11 @@ Rows per case, all from this run:
   still       the mesh left as it is in every frame (offsets 0): the baseline any fit must beat;
   fit         fit_video with the case's camera.json;
   fit-noflow  the same with the optical flow switched off (silhouettes only): what flow adds;
-  fit-estcam  fit_video with no camera: estimated from frame 0's silhouette.
+  fit-estcam  fit_video with no camera: estimated from frame 0's silhouette;
+  true-2d     no fit, a bound made from the truth: every vertex exactly on its true pixel but at its
+              rest depth from the camera. What a fit that reads the image perfectly and recovers
+              none of the motion toward or away from the camera would score; a case whose true-2d
+              ratio is above the target can only meet it by recovering depth from one view.
 Columns: vertex error = mean distance of each vertex to its true position / the mesh's bounding-box
 diagonal, in the mesh file's own coordinates, no alignment (the fit answers in them); CD-M =
 ActionBench's motion Chamfer (backend.eval.metrics) between 20,000 material points of the fitted
@@ -43,7 +47,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[2]
 RENDER_TOOL = REPO / "tools" / "render_fit_cases.py"
 CASES = ("panda-bend", "panda-sway", "sydney-run", "faerie-run")
-METHODS = ("still", "fit", "fit-noflow", "fit-estcam")
+METHODS = ("still", "fit", "fit-noflow", "fit-estcam", "true-2d")
 CDM_POINTS = 20_000
 MOVING = 0.02  # the issue's "moves more than 2 % of its size"
 RATIO_TARGET = 0.6
@@ -139,8 +143,8 @@ def score(case: dict, offsets: np.ndarray) -> dict:
 # ---------------------------------------------------------------- running
 
 
-def still_iou(case: dict) -> float:
-    """Mean silhouette IoU of the unmoved mesh through the case's own camera."""
+def mean_iou(case: dict, offsets: np.ndarray) -> float:
+    """Mean silhouette IoU of the mesh moved by offsets [T, V, 3], through the case's own camera."""
     import torch
 
     from backend.fitting.camera import project
@@ -150,8 +154,22 @@ def still_iou(case: dict) -> float:
     camera = case["camera"]
     if (camera.width, camera.height) != (masks.shape[2], masks.shape[1]):
         camera = camera.scaled(masks.shape[2], masks.shape[1])
-    uv = project(torch.as_tensor(case["vertices"], dtype=torch.float32), camera.torch_params())[0].numpy()
-    return float(np.mean([silhouette_iou(uv, case["faces"], m) for m in masks]))
+    params = camera.torch_params()
+    ious = []
+    for mask, offset in zip(masks, offsets):
+        uv = project(torch.as_tensor(case["vertices"] + offset, dtype=torch.float32), params)[0].numpy()
+        ious.append(silhouette_iou(uv, case["faces"], mask))
+    return float(np.mean(ious))
+
+
+def true_2d_offsets(case: dict) -> np.ndarray:
+    """Offsets [T, V, 3] putting every vertex on the ray through its true position, at its rest
+    depth (camera z): the truth as one view sees it, with the motion along the view taken out."""
+    rotation, translation = case["camera"].rotation, case["camera"].translation
+    true_cam = case["gt"] @ rotation.T + translation
+    rest_depth = (case["vertices"] @ rotation.T + translation)[None, :, 2:3]
+    on_ray = true_cam * (rest_depth / true_cam[..., 2:3])
+    return (on_ray - translation) @ rotation - case["vertices"][None]
 
 
 def run_case(case: dict, methods) -> dict:
@@ -161,7 +179,7 @@ def run_case(case: dict, methods) -> dict:
     fits = {"fit": (case["camera"], FitSettings()), "fit-noflow": (case["camera"], FitSettings(use_flow=False)),
             "fit-estcam": (None, FitSettings())}
     for name in methods:
-        if name == "still":
+        if name in ("still", "true-2d"):
             continue
         camera, settings = fits[name]
         t0 = time.monotonic()
@@ -172,9 +190,12 @@ def run_case(case: dict, methods) -> dict:
         row["seconds"] = seconds
         row["camera_iou"] = result.camera_iou
         rows[name] = row
+    if "true-2d" in methods:
+        offsets = true_2d_offsets(case)
+        rows["true-2d"] = {**score(case, offsets), "iou": mean_iou(case, offsets), "seconds": 0.0}
     if "still" in methods:
         row = score(case, np.zeros_like(case["gt"]))
-        row["iou"] = still_iou(case)
+        row["iou"] = mean_iou(case, np.zeros_like(case["gt"]))
         row["seconds"] = 0.0
         rows = {"still": row, **rows}
     return rows
@@ -198,9 +219,12 @@ def run(cases=CASES, frames=16, size=512, samples=16, cases_dir=None, methods=ME
 
 def summary(results) -> dict:
     """The issue's acceptance, measured: per moving case fit/still ratios, and the panda's time."""
-    out = {"ratios": {}, "failing": [], "seconds": {}}
+    out = {"ratios": {}, "failing": [], "seconds": {}, "true_2d_ratios": {}}
     for c in results["cases"]:
         m = c["methods"]
+        if "still" in m and "true-2d" in m:
+            out["true_2d_ratios"][c["name"]] = {k: m["true-2d"][k] / max(m["still"][k], 1e-12)
+                                                for k in ("vertex_error", "cd_m")}
         if "still" not in m or "fit" not in m:
             continue
         ratio = {k: m["fit"][k] / max(m["still"][k], 1e-12) for k in ("vertex_error", "cd_m")}
@@ -242,6 +266,9 @@ def table(results) -> str:
                                                                   if sm["failing"] else " (rows missing)")))
     else:
         lines.append("fit vs still: not measured (run both the still and fit methods)")
+    if sm.get("true_2d_ratios"):
+        bound = ", ".join(f"{n} {r['vertex_error']:.2f}x / {r['cd_m']:.2f}x" for n, r in sm["true_2d_ratios"].items())
+        lines.append(f"true-2d vs still, no depth recovered (vertex error / CD-M): {bound}")
     if "max_seconds" in sm:
         where = ", ".join(f"{n} {s:.1f} s" for n, s in sm["seconds"].items())
         if sm["at_target_settings"]:
