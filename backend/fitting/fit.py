@@ -101,7 +101,7 @@ class FitSettings:
     # object, not necessarily the mesh as given: a mesh a little off the first frame's pose
     # (panda-sway's motion is under way at frame 0) otherwise starts every track from the wrong
     # pixels (bench fit panda-sway: 0.61x the still error without, 0.60x with; on the cases whose
-    # mesh is frame 0 exactly, frame 0 moves by 0.001 of the diagonal). False keeps frame 0 as given.
+    # mesh is frame 0 exactly, frame 0 moves by 0.001 of the diagonal on average). False keeps it.
     fit_first: bool = True
 
 
