@@ -423,7 +423,7 @@ def _fit(vertices, faces, frames, camera, settings, progress, should_cancel, ini
         c2 = s.robust_scale ** 2
         return 0.5 * c2 * torch.log1p((r_px * px).pow(2).sum(-1) / c2).mean()
 
-    def frame_loss(t, rv, tr, prev_rv, prev_tr, prev_pos, targets, tracks=None):
+    def frame_loss(t, rv, tr, prev_pos, targets, tracks=None):
         pos = graph.deform(rest_t, rv, tr, binding=binding)
         uv, _ = project(pos, cam_fixed)
         inside, coverage = _silhouette_terms(uv, frames_t[t], px)
@@ -443,7 +443,7 @@ def _fit(vertices, faces, frames, camera, settings, progress, should_cancel, ini
         """Steps of one frame's fit (node motions rv, tr in place)."""
         for _ in range(steps):
             opt.zero_grad()
-            loss, _ = frame_loss(t, rv, tr, rvecs[t - 1], trans[t - 1], anchor, targets, tracks)
+            loss, _ = frame_loss(t, rv, tr, anchor, targets, tracks)
             loss.backward()
             opt.step()
             check()
@@ -513,7 +513,7 @@ def _fit(vertices, faces, frames, camera, settings, progress, should_cancel, ini
             pos_all = [positions[0]]
             for t in range(1, n_frames):
                 anchor = pos_all[t - 1] if s.joint_self_still else positions[t - 1]
-                loss, pos = frame_loss(t, rv_all[t - 1], tr_all[t - 1], None, None, anchor,
+                loss, pos = frame_loss(t, rv_all[t - 1], tr_all[t - 1], anchor,
                                        flow_cache.get(t), track_cache.get(t))
                 pos_all.append(pos)
                 total = total + loss
