@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("safetensors")
@@ -46,6 +47,8 @@ from backend.schedulers import (  # noqa: E402
 )
 
 PARITY = Path(os.environ.get("ACTIONMESH_PARITY_DIR") or REPO.parent / "shared" / "official" / "parity")
+# The clips the cases name (rmbg's source frame); the parity sets share them.
+SHARED_EXAMPLES = REPO.parent / "shared" / "examples"
 
 
 def _case_names():
@@ -292,6 +295,100 @@ def run_actionmesh_helpers(case: Case) -> dict:
         return {name: _helper(case, name) for name in case.expected}
 
 
+def _pipeline_settings(case: Case) -> dict:
+    """The case's pipeline settings, checked against what our chain implements (a set asking for
+    another variant fails here, naming it, rather than deep inside a comparison)."""
+    cfg = case.meta["pipeline_config"]
+    sched, guidance = cfg["scheduler"], cfg["guidance"]
+    assert guidance["guidance_at_inference"] == [[0, 1], [1, 1]] and len(cfg["guidance_scales"]) == 1, guidance
+    assert sched["is_additive"] is True and (sched["num_train_timesteps"], sched["shift"]) == (1000, 3.0), sched
+    assert cfg["subsampling_level"] == 1, "Stage II between frames (subsampling_level > 1) is not ours"
+    timesteps = case.inputs["timesteps"]
+    # The release's input always numbers its frames 0..T-1 (ActionMeshInput); ours are frame indices.
+    assert np.array_equal(timesteps, np.arange(len(timesteps), dtype=timesteps.dtype)), timesteps
+    return cfg
+
+
+def run_actionmesh_pipeline(case: Case) -> dict:
+    """Our Stage I and Stage II as the generate job runs them (stage1_latents, stage2_positions),
+    end to end from the case's anchor, context and recorded noise."""
+    from backend.jobs import JobContext
+    from backend.models.temporal_autoencoder import vertex_normals
+    from backend.pipelines.generate import anchor_in_model_space, stage1_latents, stage2_positions
+    from backend.schedulers import TemporalFlowScheduler
+
+    cfg = _pipeline_settings(case)
+    denoiser = TemporalDenoiser.from_pretrained(case.weights / "denoiser")
+    autoencoder = TemporalAutoencoder.from_pretrained(case.weights / "autoencoder")
+    assert denoiser.temporal_context_size == cfg["temporal_context_size_stage1"]
+    assert autoencoder.temporal_context_size == cfg["temporal_context_size_stage2"]
+    count, start = len(case.inputs["timesteps"]), int(cfg["anchor_idx"])
+    seed = int(case.inputs["noise_seed"])
+    recorded = [case.t(f"noise_window{i}") for i in range(len(case.meta["windows"]["stage1"]))]
+    # Our own draws are the release's: the same seed gives the recorded noise, bit for bit.
+    for i, noise in enumerate(recorded):
+        ours = TemporalFlowScheduler.initial_noise(tuple(noise.shape[2:]), noise.shape[1],
+                                                   torch.Generator().manual_seed(seed + i))
+        assert torch.equal(ours, noise), f"window {i}: our noise draw for seed {seed + i} is not the release's"
+    ctx = JobContext()
+    latents, windows1 = stage1_latents(
+        ctx, denoiser, case.t("context"), {start: case.t("anchor_latent")[0]}, num_frames=count,
+        steps=int(cfg["stage_1_steps"]), seed=seed, dev="cpu", dtype=None, low_vram=False, anchor_frame=start,
+        guidance=float(cfg["guidance_scales"][0]), slide=int(cfg["sliding_window_denoiser"]), noise=recorded)
+    faces = case.inputs["anchor_faces"]
+    anchor = anchor_in_model_space(case.inputs["anchor_vertices"], faces)
+    positions = stage2_positions(ctx, autoencoder, latents, anchor, dev="cpu", dtype=None, low_vram=False,
+                                 anchor_frame=start, slide=int(cfg["sliding_window_autoencoder"]))
+    positions = torch.from_numpy(positions).float()
+    out = {"latents": latents, "vertices": positions}
+    out.update({f"latents_window{i}": latents[w][None] for i, w in enumerate(windows1)})
+    # Each Stage II window as the release runs it, from our chain's own source mesh: the query
+    # (our positions + our normals), the window's times, and the field at every target (including
+    # frames an earlier window wrote, which predict_sequence skips and the release discards).
+    faces_t = torch.from_numpy(faces)
+    plan = window_plan(count, autoencoder.temporal_context_size, int(cfg["sliding_window_autoencoder"]), start=start)
+    for i, win in enumerate(plan):
+        frames = torch.tensor([win.frames])
+        src = positions[win.source]
+        query = torch.cat([src, vertex_normals(src, faces_t)], -1)[None]
+        lo, span = window_scaling(frames.float())
+        source_alpha = normalised_time(frames[:, 0].float(), lo, span)
+        target_alphas = normalised_time(subdivided_times(frames.float(), level=1, drop_first=True), lo, span)
+        with torch.no_grad():
+            field = autoencoder(latents[frames[0]][None], query, source_alpha, target_alphas, frame_index=frames)
+        out.update({f"query_window{i}": query, f"source_alpha_window{i}": source_alpha,
+                    f"target_alphas_window{i}": target_alphas, f"displacement_window{i}": field})
+    for stage, windows in (("stage1", windows1), ("stage2", [w.frames for w in plan])):
+        out[f"windows_{stage}"] = np.array(sum(windows, []), dtype=np.int64)
+        out[f"windows_{stage}_lengths"] = np.array([len(w) for w in windows], dtype=np.int64)
+    return out
+
+
+def run_rmbg(case: Case) -> dict:
+    """Background removal (RMBG-1.4 and the release's pre/post-processing), each step given the
+    official output of the one before, then end to end: the mask must be the same."""
+    from backend.models.rmbg import BriaRMBG
+    from backend.preprocessing.background import RMBGRemover, has_usable_alpha, otsu_threshold, refine_mask
+
+    model = BriaRMBG.from_pretrained(case.weights)
+    remover = RMBGRemover.from_model(model, input_size=case.meta["model_input_size"])
+    rgb = case.inputs["image_rgb"]
+    with torch.no_grad():
+        sides = model(torch.from_numpy(case.expected["network_input"]))
+    soft = remover.postprocess(torch.from_numpy(case.expected["side1"]), rgb.shape[:2])
+    given_soft = case.expected["soft_mask"]
+    end_to_end = remover.masks(rgb[None])[0]
+    assert np.array_equal(end_to_end, case.expected["mask"]), \
+        f"end to end, {np.count_nonzero(end_to_end != case.expected['mask'])} mask pixels differ"
+    source = np.asarray(Image.open(SHARED_EXAMPLES / case.meta["source_frame"]).convert("RGBA"))
+    assert case.meta.get("source_crop") is None and source.shape[:2] == rgb.shape[:2]
+    return {"network_input": remover.preprocess(rgb), "side1": sides[0],
+            "side_outputs_mean": torch.stack([s.double().mean() for s in sides]).float(),
+            "soft_mask": soft, "otsu_threshold": np.int64(otsu_threshold(given_soft)),
+            "mask": refine_mask(given_soft), "source_rgba_has_valid_alpha": np.int64(has_usable_alpha(source)),
+            "rgb_has_valid_alpha": np.int64(has_usable_alpha(rgb))}
+
+
 RUNNERS = {
     "actionmesh_denoiser": run_actionmesh_denoiser,
     "actionmesh_stage1_sampler": run_actionmesh_stage1_sampler,
@@ -301,6 +398,8 @@ RUNNERS = {
     "triposg_sampler": run_triposg_sampler,
     "triposg_vae": run_triposg_vae,
     "image_preprocess": run_image_preprocess,
+    "actionmesh_pipeline": run_actionmesh_pipeline,
+    "rmbg": run_rmbg,
 }
 
 
@@ -333,6 +432,25 @@ def test_actionmesh_denoiser_config_matches_official_manifest():
     with torch.device("meta"):
         model = TemporalDenoiser(**ACTIONMESH_DENOISER_CONFIG)
     assert_matches_manifest(model, official)
+
+
+@pytest.mark.skipif(not (PARITY / "rmbg").is_dir(), reason=f"needs the rmbg parity case in {PARITY}")
+def test_rmbg_full_width_layout_is_the_released_file():
+    """Our BriaRMBG at the released widths has the official state_dict (names in order, dtypes,
+    shapes, as the rmbg case lists them), and saved with safetensors it is exactly as large as the
+    released model.safetensors: the released file loads strictly, with nothing missing or extra."""
+    from safetensors.torch import save
+
+    from backend.models.rmbg import BriaRMBG
+
+    full = Case(PARITY / "rmbg").meta["full_size"]
+    with torch.device("meta"):
+        model = BriaRMBG()
+    ours = {k: [str(v.dtype).removeprefix("torch."), list(v.shape)] for k, v in model.state_dict().items()}
+    assert list(ours) == list(full["state_dict"]) and ours == full["state_dict"]
+    assert sum(p.numel() for p in model.parameters()) == full["parameters"]
+    zeros = {k: torch.zeros(v.shape, dtype=v.dtype) for k, v in model.state_dict().items()}
+    assert len(save(zeros, metadata={"format": "pt"})) == full["released_model_safetensors_bytes"]
 
 
 # ---------------------------------------------------------------- the shared window plan

@@ -329,3 +329,64 @@ def test_attention_extra_query_key_channels_equal_an_additive_bias():
     with torch.no_grad():
         torch.testing.assert_close(att(x, ctx, qk_extra=(qe, ke)), att(x, ctx, attention_mask=bias),
                                    atol=1e-5, rtol=1e-5)
+
+
+# ---------------------------------------------------------------- (f) the release's normals and windows
+
+
+def test_vertex_normals_are_trimeshs_including_degenerate_faces():
+    """Stage II was trained on trimesh's vertex normals (angle-weighted): ours equal them, on a
+    lumpy sphere with a zero-area face, a sliver and a vertex no face uses."""
+    import numpy as np
+    import trimesh
+
+    from backend.models.temporal_autoencoder import vertex_normals
+
+    sphere = trimesh.creation.icosphere(subdivisions=2)
+    rng = np.random.default_rng(0)
+    v = (sphere.vertices * (1 + 0.2 * rng.random((len(sphere.vertices), 1)))).astype(np.float32)
+    v = np.concatenate([v, [[0.0, 0.0, 0.0]]]).astype(np.float32)  # unreferenced
+    f = np.concatenate([sphere.faces, [[0, 0, 1], [0, 1, 1]]])  # degenerate: repeated vertices
+    f[5] = [f[5][0], f[5][1], f[5][1]]
+    expected = torch.nn.functional.normalize(
+        torch.from_numpy(trimesh.Trimesh(v, f, process=False).vertex_normals.copy()).float(), dim=-1)
+    ours = vertex_normals(torch.from_numpy(v), torch.from_numpy(f))
+    torch.testing.assert_close(ours, expected, atol=1e-6, rtol=0)
+    assert ours[-1].abs().max() == 0
+    # Area weighting (what we had) is not this: the test can tell them apart.
+    a, b, c = (torch.from_numpy(v)[torch.from_numpy(f)[:, i]] for i in range(3))
+    area = torch.zeros(len(v), 3).index_add_(0, torch.from_numpy(f).flatten(),
+                                             torch.cross(b - a, c - a, dim=-1).repeat_interleave(3, 0))
+    assert (torch.nn.functional.normalize(area, dim=-1) - expected).abs().max() > 1e-3
+
+
+def test_predict_sequence_from_an_anchor_inside_the_clip_runs_the_releases_windows(tiny):
+    """Anchor frame 9 of 24 (windows of 6 sliding by 5): windows left of it walk backwards, with the
+    source at normalised time 1, latents and RoPE in window order; every frame is produced once,
+    by the first window that reaches it (upstream would skip each left window's last frame)."""
+    from backend.models.windows import window_plan
+
+    g = torch.Generator().manual_seed(3)
+    n, start = 24, 9
+    latents = torch.randn(n, 4, 32, generator=g)
+    normals = torch.nn.functional.normalize(torch.randn(10, 3, generator=g), dim=-1)
+    queries = torch.cat([0.5 * normals, normals], -1)
+    anchors = _anch(latents)
+    out = tiny.predict_sequence(latents, queries, window=6, stride=5, start=start, anchors=anchors)
+    assert torch.equal(out[start], queries[:, :3])
+    plan = window_plan(n, 6, 5, start=start)
+    assert any(w.frames[0] > w.frames[-1] for w in plan)  # some window walks left
+    expected = {start: queries[:, :3]}
+    for win in plan:
+        frames = torch.tensor([win.frames])
+        lo, hi = min(win.frames), max(win.frames)
+        src_time = torch.tensor([(win.frames[0] - lo) / (hi - lo)])
+        targets = sorted(set(win.frames) - set(expected))
+        times = torch.tensor([[(t - lo) / (hi - lo) for t in targets]])
+        with torch.no_grad():
+            field = tiny(latents[frames[0]][None], torch.cat([expected[win.frames[0]], normals], -1)[None],
+                         src_time, times, frame_index=frames, anchors=anchors[frames[0]][None])[0]
+        for t, x in zip(targets, field):
+            expected.setdefault(t, x)
+    assert sorted(expected) == list(range(n))
+    torch.testing.assert_close(out, torch.stack([expected[t] for t in range(n)]), atol=1e-5, rtol=1e-5)

@@ -65,7 +65,8 @@ WIDTH_SCALE_KEY = "width_scale"
 #: Keys transformers writes into config.json that describe how IT would load the model (including
 #: `auto_map`, which names remote code). We read none of them and run none of it.
 _TRANSFORMERS_METADATA = frozenset({
-    "architectures", "auto_map", "model_type", "torch_dtype", "transformers_version",
+    # transformers writes "torch_dtype" up to 4.55 and "dtype" from 4.56 on.
+    "architectures", "auto_map", "model_type", "torch_dtype", "dtype", "transformers_version",
     "custom_pipelines", "_name_or_path",
 })
 

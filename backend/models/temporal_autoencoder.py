@@ -42,8 +42,9 @@ What we learned from the upstream code (facebookresearch/actionmesh, read, not c
   + model/utils/timesteps.py (chunk_right l. 10-46):
   windows of 16 frames sliding by 15; the last window is clamped to end at the last
   frame (so it may start earlier than the previous window's end). Each window's source is its
-  first frame (alpha 0), whose mesh was produced by the previous window (vertex normals
-  recomputed from that deformed mesh); targets are its other frames, and frames already written
+  first frame (alpha 0 walking right, 1 walking left), whose mesh was produced by an earlier
+  window (vertex normals recomputed from that deformed mesh by trimesh, angle-weighted); targets
+  are every frame but the window's smallest, and frames already written
   are kept (storage.py MeshBank.update l. 194, replace=False), so every frame is produced exactly once.
 """
 
@@ -60,7 +61,8 @@ from .attention import Attention, FeedForward, FP32LayerNorm
 from .configs import ModelMixin, register_to_config
 from .embeddings import FourierEmbedder
 from .rope import temporal_rotary_fn
-from .windows import Window, window_plan  # noqa: F401  (re-exported: callers import them from here)
+# Window and window_plan are re-exported: callers import them from here.
+from .windows import Window, normalised_time, window_plan, window_scaling  # noqa: F401
 
 PREDICTION_MODES = ("direct", "residual")
 TIME_TOKENS = ("shared", "per_frame")
@@ -127,15 +129,39 @@ def window_time(frame_index: torch.Tensor) -> torch.Tensor:
     return (frame_index - frame_index[:, :1]).float() / max(frame_index.shape[1] - 1, 1)
 
 
+def _unit(x: torch.Tensor, threshold: float = 1e-13) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Rows scaled to length 1 and which rows could be (longer than `threshold`); others -> 0."""
+    norm = x.norm(dim=-1, keepdim=True)
+    ok = norm[..., 0] > threshold
+    return torch.where(ok[..., None], x / norm.clamp_min(threshold), torch.zeros_like(x)), ok
+
+
 def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
-    """Area-weighted unit vertex normals, vertices [V, 3], faces [F, 3] (long) -> [V, 3]."""
-    v = vertices.float()
-    a, b, c = v[faces[:, 0]], v[faces[:, 1]], v[faces[:, 2]]
-    fn = torch.cross(b - a, c - a, dim=-1)  # length = 2 * area: area weighting for free
-    n = torch.zeros_like(v)
-    for i in range(3):
-        n.index_add_(0, faces[:, i], fn)
-    return torch.nn.functional.normalize(n, dim=-1).to(vertices.dtype)
+    """Unit vertex normals as the release computes them, vertices [V, 3], faces [F, 3] -> [V, 3].
+
+    The release reads a mesh's normals from trimesh (`Trimesh.vertex_normals`), and Stage II was
+    trained on those: each face's unit normal weighted by the face's corner angle at the vertex,
+    summed, made unit (in float64), then cast to float32 and normalised again. Area weighting,
+    which we used before, moves the normals by up to 0.28 on a coarse anchor and the vertices a
+    later window predicts by up to 0.2. A face with a zero-area normal or a corner angle under
+    1e-8 adds nothing (trimesh's degenerate-face rule); a vertex no face uses gets 0.
+    Computed on the CPU in float64 (MPS has no float64; it is one pass over the faces per window)
+    and returned on `vertices`' device in its dtype.
+    """
+    v = vertices.detach().to("cpu", torch.float64)
+    f = faces.detach().to("cpu", torch.long)
+    a, b, c = v[f[:, 0]], v[f[:, 1]], v[f[:, 2]]
+    face_normal, _ = _unit(torch.cross(b - a, c - a, dim=-1))
+    ab, ac, bc = _unit(b - a)[0], _unit(c - a)[0], _unit(c - b)[0]
+    angle_a = torch.arccos((ab * ac).sum(-1).clamp(-1.0, 1.0))
+    angle_b = torch.arccos((-ab * bc).sum(-1).clamp(-1.0, 1.0))
+    angles = torch.stack([angle_a, angle_b, math.pi - angle_a - angle_b], dim=-1)
+    angles = torch.where((angles < 1e-8).any(dim=-1, keepdim=True), torch.zeros_like(angles), angles)
+    summed = torch.zeros_like(v)
+    for corner in range(3):
+        summed.index_add_(0, f[:, corner], angles[:, corner, None] * face_normal)
+    normals = F.normalize(_unit(summed)[0].float(), dim=-1)
+    return normals.to(device=vertices.device, dtype=vertices.dtype)
 
 
 # ---------------------------------------------------------------- the model
@@ -369,41 +395,50 @@ class TemporalAutoencoder(ModelMixin):
         query_chunk: Optional[int] = None,
         callback: Optional[Callable[[int, int], None]] = None,
         anchors: Optional[torch.Tensor] = None,
+        start: int = 0,
     ) -> torch.Tensor:
-        """Track points given at frame 0 through a sequence of any length.
+        """Track points given at frame `start` through a sequence of any length.
 
         latents [T, M, C] (+ anchors [T, M, 3] when `needs_anchors`); queries [Q, 6] (xyz + normal
-        at frame 0); normals_fn(positions [Q, 3]) -> [Q, 3]: the queries' normals once moved there,
-        called for each later window's source frame (upstream recomputes vertex normals on the
-        deformed mesh, `lambda x: vertex_normals(x, faces)`); without it the frame-0 normals are
-        reused. Windows of `window` (default temporal_context_size = 16) frames sliding by
-        `stride` (default window - 1 = 15): each starts from its first frame's already predicted
-        positions, with source time 0. Returns [T, Q, 3] float32, row 0 = the given xyz.
+        at frame `start`); normals_fn(positions [Q, 3]) -> [Q, 3]: the queries' normals once moved
+        there, called for each later window's source frame (upstream recomputes vertex normals on
+        the deformed mesh, `lambda x: vertex_normals(x, faces)`); without it the given normals are
+        reused. Windows: window_plan(T, window, stride, start) (default temporal_context_size = 16
+        frames sliding by window - 1 = 15), the frames in the window's order (descending for
+        windows left of `start`). As upstream: each window's source is its first frame, at its
+        normalised time (0 walking right, 1 walking left); its latents and RoPE positions are in
+        window order. It predicts the frames no earlier window produced (each target is an
+        independent pass, so the others are not computed). Upstream predicts every frame of the
+        window but its smallest and keeps the new ones: the same frames for windows walking right
+        (the smallest is the source), but a window walking left then never produces its last
+        frame, which upstream needs as the next window's source (it stops there), and frame 0 is
+        missing from its result. Returns [T, Q, 3] float32, row `start` = the given xyz.
         """
         if latents.ndim != 3 or queries.ndim != 2:
             raise ValueError("predict_sequence takes one sequence: latents [T, M, C], queries [Q, 6]")
         size = window or self.temporal_context_size
-        plan = window_plan(latents.shape[0], size, stride or size - 1)
+        plan = window_plan(latents.shape[0], size, stride or size - 1, start=start)
         device = latents.device
         positions = torch.empty(latents.shape[0], queries.shape[0], 3, dtype=torch.float32, device=device)
-        positions[0] = queries[:, :3].float()
-        normals0 = queries[:, 3:].float()
+        positions[start] = queries[:, :3].float()
+        given_normals = queries[:, 3:].float()
         for i, win in enumerate(plan):
             if callback is not None:
                 callback(i, len(plan))
             if not win.targets:
                 continue
             src = positions[win.source]
-            normals = normals_fn(src) if (normals_fn is not None and win.source != 0) else normals0
-            f0, f1 = win.frames[0], win.frames[-1]
-            span = max(f1 - f0, 1)
-            tt = torch.tensor([[(f - f0) / span for f in win.targets]], dtype=torch.float32, device=device)
-            frame_index = torch.tensor([win.frames], device=device)
-            out = self(latents[f0:f1 + 1][None], torch.cat([src, normals], -1)[None].to(latents.dtype),
-                       torch.zeros(1, device=device), tt, frame_index=frame_index,
+            normals = normals_fn(src) if (normals_fn is not None and win.source != start) else given_normals
+            frames = torch.tensor([win.frames], device=device)
+            lo, span = window_scaling(frames.float())
+            targets = sorted(win.targets)
+            target_times = normalised_time(torch.tensor([targets], dtype=torch.float32, device=device), lo, span)
+            source_time = normalised_time(frames[:, 0].float(), lo, span)
+            out = self(latents[frames[0]][None], torch.cat([src, normals], -1)[None].to(latents.dtype),
+                       source_time, target_times, frame_index=frames,
                        target_chunk=target_chunk, query_chunk=query_chunk,
-                       anchors=None if anchors is None else anchors[f0:f1 + 1][None])
-            positions[win.targets] = out[0]
+                       anchors=None if anchors is None else anchors[frames[0]][None])
+            positions[targets] = out[0]
         return positions
 
 

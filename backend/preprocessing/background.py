@@ -322,6 +322,12 @@ def _stack(frames: Frames) -> np.ndarray:
     return stacked
 
 
+def has_usable_alpha(frame: np.ndarray) -> bool:
+    """Whether a frame [H, W, 3|4] keeps its own alpha (the release's `_has_a_valid_alpha_mask`):
+    it has an alpha channel and that channel is a usable mask. Otherwise it takes a remover's."""
+    return frame.shape[-1] == 4 and alpha_is_usable(frame[..., 3])
+
+
 def ensure_alpha(frames: Frames, remover: Optional[BackgroundRemover] = None) -> np.ndarray:
     """RGBA uint8 [T, H, W, 4] where every frame has a mask.
 
@@ -330,10 +336,7 @@ def ensure_alpha(frames: Frames, remover: Optional[BackgroundRemover] = None) ->
     mask over their RGB. Raises BadInput when some frame needs a mask and there is no remover.
     """
     stacked = _stack(frames)
-    if stacked.shape[-1] == 4:
-        needs = [i for i, frame in enumerate(stacked) if not alpha_is_usable(frame[..., 3])]
-    else:
-        needs = list(range(len(stacked)))
+    needs = [i for i, frame in enumerate(stacked) if not has_usable_alpha(frame)]
     if stacked.shape[-1] == 4 and not needs:
         return stacked
     if remover is None:

@@ -11,9 +11,15 @@ differences / 1000): with shift(s) = k s / (1 + (k - 1) s), k = 3, the timesteps
 evenly from 1000 down to 1000 shift(1/1000), the smallest noise of the training grid, and then
 shifted again (so the last is 1000 shift(shift(1/1000)), about 8.93: the loop never reaches 0).
 
+The starting noise (`initial_noise`): the release draws, from the window's generator, a tensor
+shared by all frames [B, 1, N, C] FIRST, then the per-frame one [B, T, N, C], and mixes them with
+weights sqrt(0) and sqrt(1) (its noise correlation is 0): the result is the second draw, bit for
+bit. The first draw still advances the generator, so it is drawn and dropped here too: otherwise
+a seed gives the release's noise shifted by N * C values, and another result.
+
 Upstream (read, not copied): actionmesh/scheduler/scheduler.py (SchedulerFlow: get_schedule,
-_compute_timesteps in float64 then float32, _flow_sample with is_additive=True as configured in
-configs/actionmesh.yaml) and actionmesh/scheduler/guidance.py (cfg_at_inference with
+_compute_timesteps in float64 then float32, get_noise, _flow_sample with is_additive=True as
+configured in configs/actionmesh.yaml) and actionmesh/scheduler/guidance.py (cfg_at_inference with
 guidance_at_inference [[0, 1], [1, 1]]: image context zeroed, latent condition kept).
 """
 
@@ -54,6 +60,15 @@ class TemporalFlowScheduler:
 
     def schedule(self) -> Tuple[torch.Tensor, torch.Tensor]:
         return flow_schedule(self.num_inference_steps, self.num_train_timesteps, self.shift)
+
+    @staticmethod
+    def initial_noise(latent_shape: Tuple[int, ...], num_frames: int, generator: torch.Generator,
+                      batch_size: int = 1) -> torch.Tensor:
+        """A window's starting noise [B, T, *latent_shape] float32, drawn as the release draws it
+        (module docstring): same generator, same seed, same values."""
+        device = generator.device
+        torch.randn((batch_size, 1) + tuple(latent_shape), generator=generator, device=device)  # the shared draw
+        return torch.randn((batch_size, num_frames) + tuple(latent_shape), generator=generator, device=device)
 
     @torch.no_grad()
     def sample(

@@ -16,7 +16,7 @@ frames already made are kept), configs/actionmesh*.yaml (30 steps, 15 fast; guid
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict
+from typing import TYPE_CHECKING, Dict, Optional, Sequence
 
 import numpy as np
 
@@ -41,16 +41,26 @@ STAGE2_TOKEN_BUDGET = 32_768
 
 
 def stage1_latents(ctx: JobContext, denoiser, tokens, bank: Dict[int, "torch.Tensor"], *, num_frames: int, steps: int,
-                   seed: int, dev: str, dtype, low_vram: bool):
-    """Stage I: every frame's latent, window by window (chunk_from(0, T, 16, 15)); frames in
-    `bank` (index -> [M, C]) are known. Returns (latents [T, M, C] float32, the windows)."""
+                   seed: int, dev: str, dtype, low_vram: bool, anchor_frame: int = 0,
+                   guidance: float = STAGE1_GUIDANCE, slide: int = SLIDE,
+                   noise: Optional[Sequence["torch.Tensor"]] = None):
+    """Stage I: every frame's latent, window by window (chunk_from(anchor_frame, T, 16, slide));
+    frames in `bank` (index -> [M, C]) are known. Returns (latents [T, M, C] float32, the windows).
+
+    noise: each window's starting noise, in window order ([1, len(window), M, C]; known frames'
+    rows are ignored), to replay a run whose draws were recorded (the official pipeline's, in the
+    parity cases) or to vary one window's draw. None draws it as the release does: window i's
+    generator seeded seed + i (TemporalFlowScheduler.initial_noise), so a seed gives the release's
+    noise."""
     import torch
 
-    from ...models.windows import chunk_from
+    from ...models.windows import window_plan
     from ...schedulers import TemporalFlowScheduler
 
     size = int(getattr(denoiser, "temporal_context_size", WINDOW))
-    windows = chunk_from(0, num_frames, size, min(SLIDE, size - 1))
+    windows = [w.frames for w in window_plan(num_frames, size, min(slide, size - 1), start=anchor_frame)]
+    if noise is not None and len(noise) != len(windows):
+        raise ValueError(f"noise: {len(noise)} tensors for {len(windows)} windows")
     scheduler = TemporalFlowScheduler(num_inference_steps=steps)
     model = SplitGuidanceBatch(denoiser) if low_vram else denoiser
     shape = next(iter(bank.values())).shape
@@ -61,10 +71,16 @@ def stage1_latents(ctx: JobContext, denoiser, tokens, bank: Dict[int, "torch.Ten
             continue
         cond = torch.stack([bank[f] if f in bank else torch.zeros(shape, device=dev) for f in frames])[None]
         mask = torch.tensor([known], dtype=torch.float32, device=dev)
-        # Upstream seeds each window's noise with seed + window index.
-        generator = torch.Generator(device=dev).manual_seed(seed + w)
-        noise = torch.randn((1, len(frames)) + tuple(shape), generator=generator, device=dev)
-        start = cond * mask[..., None, None] + noise * (1.0 - mask[..., None, None])
+        if noise is None:
+            # Upstream seeds each window's noise with seed + window index.
+            generator = torch.Generator(device=dev).manual_seed(seed + w)
+            start = scheduler.initial_noise(tuple(shape), len(frames), generator)
+        else:
+            start = noise[w].to(device=dev, dtype=torch.float32)
+            if start.shape != (1, len(frames)) + tuple(shape):
+                raise ValueError(f"noise for window {w}: shape {tuple(start.shape)}, expected "
+                                 f"{(1, len(frames)) + tuple(shape)}")
+        start = cond * mask[..., None, None] + start * (1.0 - mask[..., None, None])
         framestep = torch.tensor([frames], dtype=torch.float32, device=dev)
 
         def report(i, t, x, w=w):
@@ -74,16 +90,16 @@ def stage1_latents(ctx: JobContext, denoiser, tokens, bank: Dict[int, "torch.Ten
         layer_values = 2 * len(frames) * (shape[0] + 1) * int(denoiser.config["width"])
         with torch.inference_mode(), amp(dev, dtype), loop_threads(dev, layer_values):
             out = scheduler.sample(model, start, tokens[frames][None].float(), mask, framestep,
-                                   guidance_scale=STAGE1_GUIDANCE, callback=report)
+                                   guidance_scale=guidance, callback=report)
         for f, latent in zip(frames, out[0]):
             bank.setdefault(f, latent.float())  # frames already made (or given) are kept, as upstream
     return torch.stack([bank[f] for f in range(num_frames)]), windows
 
 
 def stage2_positions(ctx: JobContext, autoencoder, latents, anchor: AnchorMesh, *, dev: str, dtype,
-                     low_vram: bool):
-    """Stage II: the anchor's welded vertices tracked through every frame -> [T, Vw, 3] float64
-    in the model's box."""
+                     low_vram: bool, anchor_frame: int = 0, slide: int = SLIDE):
+    """Stage II: the anchor's welded vertices (at frame `anchor_frame`) tracked through every
+    frame -> [T, Vw, 3] float64 in the model's box."""
     import torch
 
     from ...models.temporal_autoencoder import vertex_normals
@@ -102,8 +118,8 @@ def stage2_positions(ctx: JobContext, autoencoder, latents, anchor: AnchorMesh, 
     with torch.inference_mode(), amp(dev, dtype):
         positions = autoencoder.predict_sequence(latents.to(dev), queries,
                                                  normals_fn=lambda x: vertex_normals(x, faces),
-                                                 window=size, stride=min(SLIDE, size - 1), target_chunk=target_chunk,
-                                                 query_chunk=query_chunk, callback=report)
+                                                 window=size, stride=min(slide, size - 1), start=anchor_frame,
+                                                 target_chunk=target_chunk, query_chunk=query_chunk, callback=report)
     return positions.float().cpu().numpy().astype(np.float64)
 
 
