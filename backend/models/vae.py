@@ -233,7 +233,12 @@ class ShapeVAE(ModelMixin):
         Each query point attends only to the memory, never to other queries, so any chunking of
         xyz gives the same values.
         """
-        out = self.decoder.read(memory, self.embedder(xyz.to(memory.dtype)))
+        # The positions are embedded in float32 whatever the precision around them: cast to bf16
+        # first, a point of a 512^3 grid moves by up to 0.72 of a cell (and fp16 by 0.06, which is
+        # what the release's float16 Stage 0 gets). The embedding then takes the weights' dtype
+        # (half weights run without autocast); under autocast the layers cast it themselves.
+        features = self.embedder(xyz.float()).to(self.post_quant.weight.dtype)
+        out = self.decoder.read(memory, features)
         # The official head predicts "outside-positive" logits; TripoSG negates them, and so do we.
         return -out[..., 0]
 
