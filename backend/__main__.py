@@ -62,7 +62,9 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--loop", action="store_true", help="make the last frame's shape the first's")
     gen.add_argument("--masks", default=None, help="folder with one mask image per frame (white = subject)")
     gen.add_argument("--start", type=int, default=0, help="first frame to use (default 0)")
-    gen.add_argument("--frames", type=int, default=None, help="how many frames (default: to the end)")
+    gen.add_argument("--frames", type=int, default=None,
+                     help="how many frames (default: the learned method reads at most 31, as the release; "
+                          "--method fit reads to the end). More than 31 run as more windows, with a warning")
     gen.add_argument("--stride", type=int, default=1, help="use every N-th frame (default 1)")
     gen.add_argument("--fps", type=float, default=None, help="frame rate (default: the video's; 24 for a folder)")
     gen.add_argument("--seed", type=int, default=44)

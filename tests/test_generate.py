@@ -40,11 +40,12 @@ def _load_panda(shared_examples):
 
 
 @pytest.fixture(scope="module")
-def clip40(shared_examples, tmp_path_factory) -> Path:
-    """40 frames (three Stage I windows): the 16 panda frames forward, backward, forward again."""
-    folder = tmp_path_factory.mktemp("clip40")
+def clip50(shared_examples, tmp_path_factory) -> Path:
+    """50 frames (four Stage I windows): the 16 panda frames forward, backward, forward again."""
+    folder = tmp_path_factory.mktemp("clip50")
     frames = sorted(_panda(shared_examples).glob("*.png"))
-    order = list(range(16)) + list(range(14, -1, -1)) + list(range(1, 10))
+    order = list(range(16)) + list(range(14, -1, -1)) + list(range(1, 16)) + list(range(14, 10, -1))
+    assert len(order) == 50
     for i, j in enumerate(order):
         (folder / f"frame_{i}.png").symlink_to(frames[j])  # natural order: frame_2 before frame_10
     return folder
@@ -100,6 +101,15 @@ def test_read_frames_folder_video_array(shared_examples, video):
     with pytest.raises(BadInput, match="at least 2"):
         read_frames(whole.frames[:1])
 
+    # A cap (the learned job's 31): taken only when no count is asked for; more_frames says whether
+    # the selection went on past it, for a folder, a video (decoded one frame past the cap) and an array.
+    for source in (_panda(shared_examples), path, whole.frames):
+        capped = read_frames(source, start=1, stride=2, max_frames=5)
+        assert capped.indices == [1, 3, 5, 7, 9] and capped.more_frames
+        assert not read_frames(source, start=1, stride=2, max_frames=8).more_frames  # 8 = all there are
+        assert len(read_frames(source, frames=12, max_frames=5)) == 12
+        assert not read_frames(source, frames=12).more_frames
+
 
 # ------------------------------------------------------------------ end to end
 
@@ -143,11 +153,13 @@ def test_generate_from_frames_cli(tiny_models, shared_examples, tmp_path):
     assert _leftovers(tmp_path, "out") == []
 
 
-def test_generate_mesh_long_clip_known_loop_offline(tiny_models, clip40, tmp_path, monkeypatch):
-    """--mesh over 40 frames (three windows) with a keyframe and --loop, models read from an
-    offline hub cache: the result is on the mesh's own vertices; the latents Stage I hands to
-    Stage II have frame 20 = the given keyframe's encoding and the last frame = the first. (A
-    small mesh keeps Stage II cheap; panda.glb's own vertices are checked in the video test.)"""
+def test_generate_mesh_long_clip_known_loop_offline(tiny_models, clip50, tmp_path, monkeypatch):
+    """--mesh over 50 frames asked for (four windows, past the release's 31: warned) with keyframes
+    in the second and third windows and --loop, so the last window starts with 12 known frames;
+    models read from an offline hub cache. The result is on the mesh's own vertices; the latents
+    Stage I hands to Stage II have frames 20 and 40 = the keyframes' encodings and the last frame
+    = the first. (A small mesh keeps Stage II cheap; panda.glb's own vertices are checked in the
+    video test.)"""
     import torch
     import trimesh
 
@@ -163,6 +175,8 @@ def test_generate_mesh_long_clip_known_loop_offline(tiny_models, clip40, tmp_pat
     trimesh.Trimesh(sphere.vertices + [0.2, 0.1, 0.0], sphere.faces, process=False).export(str(anchor_path))
     squashed = sphere.vertices * np.array([1.3, 0.6, 1.1]) + np.array([0.3, 0.0, -0.1])
     trimesh.Trimesh(squashed, sphere.faces, process=False).export(str(keyframe))
+    stretched = tmp_path / "stretched.ply"
+    trimesh.Trimesh(sphere.vertices * np.array([0.7, 1.4, 0.9]), sphere.faces, process=False).export(str(stretched))
 
     used = {}
 
@@ -175,33 +189,63 @@ def test_generate_mesh_long_clip_known_loop_offline(tiny_models, clip40, tmp_pat
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     out = tmp_path / "out"
-    generate.run_generate(JobContext(), input=str(clip40), out=str(out), mesh=str(anchor_path),
-                          known=[f"20={keyframe}"], loop=True, device="cpu")
+    generate.run_generate(JobContext(), input=str(clip50), out=str(out), mesh=str(anchor_path), frames=50,
+                          known=[f"20={keyframe}", f"40={stretched}"], loop=True, device="cpu")
 
     given = load_mesh(anchor_path)
     with np.load(out / "animation.npz") as data:
         vertices, faces, offsets = data["vertices"], data["faces"], data["offsets"]
     assert np.array_equal(vertices, given.vertices.astype(np.float32)) and np.array_equal(faces, given.faces)
-    assert offsets.shape == (40, len(vertices), 3) and np.all(offsets[0] == 0) and np.isfinite(offsets).all()
+    assert offsets.shape == (50, len(vertices), 3) and np.all(offsets[0] == 0) and np.isfinite(offsets).all()
 
     report = json.loads((out / "report.json").read_text())
     windows = report["settings"]["windows"]
-    assert len(windows) == 3 and windows[0] == list(range(16))
-    assert sorted(set(sum(windows, []))) == list(range(40))
-    assert report["settings"]["known_frames"] == [0, 20, 39]
+    assert windows == [list(range(0, 16)), list(range(15, 31)), list(range(30, 46)), list(range(34, 50))]
+    assert report["settings"]["known_frames"] == [0, 20, 40, 49]
+    assert any("50 frames run as 4 windows" in w for w in report["warnings"]), report["warnings"]
     spec = get_model("triposg")
     assert report["models"]["triposg"]["found_revision"] == spec.revision
 
     latents = used["latents"]
-    assert latents.shape[0] == 40 and torch.equal(latents[39], latents[0])  # --loop
+    assert latents.shape[0] == 50 and torch.equal(latents[49], latents[0])  # --loop
     anchor = generate.anchor_from_mesh(given.vertices, given.faces)
     key = load_mesh(keyframe)
     kv, kf, _ = generate.weld((key.vertices - anchor.center) * anchor.scale, key.faces)
     folder = cache / f"models--{spec.org}--{spec.repo_name}" / "snapshots" / spec.revision / "vae"
-    expected = generate.encode_mesh(ShapeVAE.from_pretrained(folder), kv, kf, seed=44, device="cpu",
-                                    num_tokens=latents.shape[1])
+    vae = ShapeVAE.from_pretrained(folder)
+    expected = generate.encode_mesh(vae, kv, kf, seed=44, device="cpu", num_tokens=latents.shape[1])
     assert torch.equal(latents[20], expected)
     assert not torch.allclose(latents[20], latents[0], atol=1e-3)  # the keyframe is not the anchor's shape
+    key = load_mesh(stretched)
+    kv, kf, _ = generate.weld((key.vertices - anchor.center) * anchor.scale, key.faces)
+    assert torch.equal(latents[40], generate.encode_mesh(vae, kv, kf, seed=44, device="cpu",
+                                                         num_tokens=latents.shape[1]))
+
+
+def test_clip_length_is_the_releases_unless_asked(tiny_models, clip50, tmp_path, monkeypatch):
+    """Without --frames a learned job reads the release's 31 frames of a longer clip (a keyframe at
+    frame 40 is then outside it, refused before any model runs); the warnings say what a length
+    outside 16-31 means."""
+    from backend.errors import BadInput
+    from backend.jobs import JobContext
+    from backend.pipelines import generate
+
+    _, cache, _ = tiny_models
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import trimesh
+
+    keyframe = tmp_path / "k.ply"
+    trimesh.creation.icosphere(subdivisions=1).export(str(keyframe))
+    with pytest.raises(BadInput, match=r"outside the clip's frames 1\.\.30"):
+        generate.run_generate(JobContext(), input=str(clip50), out=str(tmp_path / "out"),
+                              known=[f"40={keyframe}"], device="cpu")
+    assert not (tmp_path / "out").exists()
+    first, = generate.clip_length_warnings(31, True)
+    assert "first 31 were used" in first and "--frames N" in first
+    assert generate.clip_length_warnings(31, False) == generate.clip_length_warnings(16, False) == []
+    assert "one window of 9 frames" in generate.clip_length_warnings(9, False)[0]
+    assert "3 windows" in generate.clip_length_warnings(40, False)[0]
 
 
 def test_generate_video_with_masks_is_deterministic(tiny_models, shared_examples, video, tmp_path):

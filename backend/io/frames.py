@@ -5,7 +5,8 @@
 frame file names (so user masks can be matched by name).
 
 Selection: frames start, start + stride, ... (`frames` of them, default: to the end of the
-clip). The clip's rate is the video's own (or `fps` when given; 24 for a folder or an array);
+clip, or the first `max_frames` of those where a caller caps it: `Clip.more_frames` then says
+whether frames were left out). The clip's rate is the video's own (or `fps` when given; 24 for a folder or an array);
 taking every `stride`-th frame divides it by `stride`, so the animation lasts as long as the
 footage did.
 
@@ -50,6 +51,7 @@ class Clip:
     source_fps: float = DEFAULT_FPS  # the rate of the source before the stride
     source_frames: Optional[int] = None  # how many frames the source has (None: not read to its end)
     notes: List[str] = field(default_factory=list)
+    more_frames: bool = False  # max_frames left selectable frames out
 
     @property
     def has_alpha(self) -> bool:
@@ -80,14 +82,18 @@ def _check_selection(start: int, frames: Optional[int], stride: int) -> None:
                            f"got {frames}")
 
 
-def _selected(total: int, start: int, frames: Optional[int], stride: int, what: str) -> List[int]:
-    """The source indices to take from a clip of `total` frames; BadInput when outside it."""
+def _selected(total: int, start: int, frames: Optional[int], stride: int, what: str,
+              max_frames: Optional[int] = None) -> List[int]:
+    """The source indices to take from a clip of `total` frames (at most `max_frames` when
+    `frames` is not given); BadInput when outside it."""
     if total == 0:
         raise BadInput(f"{what} holds no frames")
     if start >= total:
         raise BadInput(f"start {start} is outside {what}, which has {total} frame(s) (0..{total - 1})")
     available = len(range(start, total, stride))
     count = available if frames is None else frames
+    if frames is None and max_frames is not None:
+        count = min(count, max_frames)
     if count > available:
         raise BadInput(f"{count} frames from {start} every {stride} need {start + (count - 1) * stride + 1} "
                        f"frames, but {what} has {total}")
@@ -142,22 +148,25 @@ def _read_image(path: Path) -> np.ndarray:
         raise BadInput(f"cannot read frame {path.name}: {exc}") from exc
 
 
-def _read_folder(directory: Path, start: int, frames: Optional[int], stride: int, fps: Optional[float]) -> Clip:
+def _read_folder(directory: Path, start: int, frames: Optional[int], stride: int, fps: Optional[float],
+                 max_frames: Optional[int]) -> Clip:
     files = sorted((p for p in directory.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES),
                    key=lambda p: natural_key(p.name))
     what = f"the folder {directory}"
     if not files:
         raise BadInput(f"{what} holds no {'/'.join(IMAGE_SUFFIXES)} frames")
-    indices = _selected(len(files), start, frames, stride, what)
+    indices = _selected(len(files), start, frames, stride, what, max_frames)
     chosen = [files[i] for i in indices]
     images = [_read_image(p) for p in chosen]
     names = [p.name for p in chosen]
     _same_size(images, names)
     rate = fps or DEFAULT_FPS
-    return Clip(_unify_channels(images), rate / stride, str(directory), indices, names, rate, len(files))
+    return Clip(_unify_channels(images), rate / stride, str(directory), indices, names, rate, len(files),
+                more_frames=frames is None and indices[-1] + stride < len(files))
 
 
-def _read_video(path: Path, start: int, frames: Optional[int], stride: int, fps: Optional[float]) -> Clip:
+def _read_video(path: Path, start: int, frames: Optional[int], stride: int, fps: Optional[float],
+                max_frames: Optional[int]) -> Clip:
     try:
         import cv2
     except ImportError:
@@ -169,6 +178,8 @@ def _read_video(path: Path, start: int, frames: Optional[int], stride: int, fps:
             raise BadInput(f"cannot open the video {path.name}: not a video OpenCV can decode")
         file_fps = capture.get(cv2.CAP_PROP_FPS)
         last = None if frames is None else start + (frames - 1) * stride
+        if frames is None and max_frames is not None:
+            last = start + max_frames * stride  # one frame past the cap: whether there is more
         decoded, taken = 0, []
         while last is None or decoded <= last:
             ok, bgr = capture.read()
@@ -186,7 +197,7 @@ def _read_video(path: Path, start: int, frames: Optional[int], stride: int, fps:
         raise BadInput(f"{what} holds no frames OpenCV can decode (empty, truncated or an unsupported codec)")
     reached_end = last is None or decoded <= last
     # The count is exact when the video was read to its end; otherwise it has at least `decoded`.
-    indices = _selected(decoded, start, frames, stride, what)
+    indices = _selected(decoded, start, frames, stride, what, max_frames)
     if file_fps and math.isfinite(file_fps) and file_fps > 0:
         rate = fps or float(file_fps)
         notes = []
@@ -194,37 +205,42 @@ def _read_video(path: Path, start: int, frames: Optional[int], stride: int, fps:
         rate = fps or DEFAULT_FPS
         notes = [] if fps else [f"{what} states no frame rate; {DEFAULT_FPS:g} fps assumed (pass --fps)"]
     clip = Clip(np.stack(taken[:len(indices)]), rate / stride, str(path), indices, None, rate,
-                decoded if reached_end else None, notes)
+                decoded if reached_end else None, notes, more_frames=len(taken) > len(indices))
     _same_size(list(clip.frames), [f"frame {i}" for i in indices])
     return clip
 
 
-def _from_array(frames_in, start: int, frames: Optional[int], stride: int, fps: Optional[float]) -> Clip:
+def _from_array(frames_in, start: int, frames: Optional[int], stride: int, fps: Optional[float],
+                max_frames: Optional[int]) -> Clip:
     items = list(frames_in) if not isinstance(frames_in, np.ndarray) else frames_in
     if isinstance(items, np.ndarray) and items.ndim != 4:
         raise BadInput(f"frames must be an array [T, H, W, 3 or 4], got shape {items.shape}")
-    indices = _selected(len(items), start, frames, stride, "the given frames")
+    indices = _selected(len(items), start, frames, stride, "the given frames", max_frames)
     chosen = [np.asarray(items[i]) for i in indices]
     for i, frame in zip(indices, chosen):
         if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[-1] not in (3, 4):
             raise BadInput(f"frame {i}: expected uint8 [H, W, 3 or 4], got {frame.dtype} {frame.shape}")
     _same_size(chosen, [f"frame {i}" for i in indices])
     rate = fps or DEFAULT_FPS
-    return Clip(_unify_channels(chosen), rate / stride, "<array>", indices, None, rate, len(items))
+    return Clip(_unify_channels(chosen), rate / stride, "<array>", indices, None, rate, len(items),
+                more_frames=frames is None and indices[-1] + stride < len(items))
 
 
 def read_frames(source: Source, *, start: int = 0, frames: Optional[int] = None, stride: int = 1,
-                fps: Optional[float] = None) -> Clip:
-    """Read and select a clip's frames (module docstring). `fps` overrides the video's own rate."""
+                fps: Optional[float] = None, max_frames: Optional[int] = None) -> Clip:
+    """Read and select a clip's frames (module docstring). `fps` overrides the video's own rate;
+    `max_frames` caps the selection when `frames` is not given (a video is not decoded past it)."""
     _check_selection(start, frames, stride)
     fps = _check_fps(fps)
+    if max_frames is not None and max_frames < MIN_FRAMES:
+        raise ValueError(f"max_frames must be at least {MIN_FRAMES}, got {max_frames}")
     if isinstance(source, (str, Path)):
         path = Path(source)
         if path.is_dir():
-            return _read_folder(path, start, frames, stride, fps)
+            return _read_folder(path, start, frames, stride, fps, max_frames)
         if not path.is_file():
             raise BadInput(f"input not found: {path}")
         if path.suffix.lower() in IMAGE_SUFFIXES:
             raise BadInput(f"{path.name} is a single image; give a video or a folder of at least {MIN_FRAMES} frames")
-        return _read_video(path, start, frames, stride, fps)
-    return _from_array(source, start, frames, stride, fps)
+        return _read_video(path, start, frames, stride, fps, max_frames)
+    return _from_array(source, start, frames, stride, fps, max_frames)

@@ -45,9 +45,9 @@ from .outputs import (FIT_RESULT_KEYS, OUTPUT_NAMES, REPORT_KIND, StagedOutput, 
                       model_revisions, publish, staged_output, write_mesh_glb)
 from .runtime import (DEVICES, SMALL_LAYER_VALUES, SplitGuidanceBatch, StageMeter, amp, autocast_dtype,
                       loop_threads, pick_device, release_memory)
-from .temporal import (FAST_STAGE1_STEPS, LOW_VRAM_STAGE2_QUERY_CHUNK, SLIDE, STAGE1_GUIDANCE, STAGE1_STEPS,
-                       STAGE2_QUERY_CHUNK, STAGE2_TOKEN_BUDGET, WINDOW, stage1_latents, stage2_offsets,
-                       stage2_positions, write_stage1_meshes)
+from .temporal import (FAST_STAGE1_STEPS, LOW_VRAM_STAGE2_QUERY_CHUNK, RELEASE_MAX_FRAMES, RELEASE_MIN_FRAMES, SLIDE,
+                       STAGE1_GUIDANCE, STAGE1_STEPS, STAGE2_QUERY_CHUNK, STAGE2_TOKEN_BUDGET, WINDOW,
+                       clip_length_warnings, stage1_latents, stage2_offsets, stage2_positions, write_stage1_meshes)
 
 # A denoiser this wide is the released one (2048; the tiny stand-ins are 64): far too slow for a CPU.
 FULL_SIZE_WIDTH = 1024
@@ -58,11 +58,12 @@ _check_int, _publish, _run_fit, _write_mesh_glb = check_int, publish, run_fit, w
 __all__ = [
     "AnchorMesh", "DEVICES", "EXTRACT_BOUNDS", "EXTRACT_RESOLUTION", "FACE_BUDGET", "FAST_STAGE0_STEPS",
     "FAST_STAGE1_STEPS", "FIT_RESULT_KEYS", "FLOATER_FRACTION", "LEARNED_MODELS", "LOW_CAMERA_IOU",
-    "LOW_VRAM_QUERY_CHUNK", "LOW_VRAM_STAGE2_QUERY_CHUNK", "METHODS", "MODEL_SET_DEFAULTS_KEY",
+    "LOW_VRAM_QUERY_CHUNK", "LOW_VRAM_STAGE2_QUERY_CHUNK", "METHODS", "RELEASE_MAX_FRAMES", "RELEASE_MIN_FRAMES", "MODEL_SET_DEFAULTS_KEY",
     "MODEL_SET_DEFAULT_NAMES", "OUTPUT_NAMES", "QUERY_CHUNK", "REPORT_KIND", "SLIDE", "SMALL_LAYER_VALUES",
     "STAGE0_GUIDANCE", "STAGE0_STEPS", "STAGE1_GUIDANCE", "STAGE1_STEPS", "STAGE2_QUERY_CHUNK",
     "STAGE2_TOKEN_BUDGET", "SURFACE_POINTS", "SplitGuidanceBatch", "StageMeter", "StagedOutput", "WINDOW", "amp",
     "anchor_from_mesh", "anchor_in_model_space", "autocast_dtype", "border_frames", "check_int",
+    "clip_length_warnings",
     "check_output_folder", "clean_anchor", "encode_mesh", "extract_latent", "fit_frames", "frames_with_alpha",
     "generate_anchor", "job_report", "job_result", "load_given_mesh", "loop_threads", "missing_learned_models",
     "model_revisions", "model_set_defaults", "parse_known", "pick_device", "publish", "read_clip",
@@ -176,8 +177,11 @@ def run_generate(ctx: JobContext, *, input, out: str, mesh: Optional[str] = None
             resolution, sources["resolution"] = EXTRACT_RESOLUTION, "release"
 
     # -- the clip
-    clip = read_clip(ctx, input, start=start, frames=frames, stride=stride, fps=fps, warnings=warnings)
+    clip = read_clip(ctx, input, start=start, frames=frames, stride=stride, fps=fps, warnings=warnings,
+                     max_frames=RELEASE_MAX_FRAMES if frames is None else None)
     count = len(clip)
+    warnings += clip_length_warnings(count, clip.more_frames,
+                                     size=int(denoiser_config.get("temporal_context_size", WINDOW)))
     bad = sorted(k for k in keyframes if not 0 < k < count)
     if bad:
         raise BadInput(f"--known frame(s) {', '.join(map(str, bad))} are outside the clip's frames 1..{count - 1} "

@@ -122,12 +122,12 @@ def missing_learned_models(models_dir: Optional[str]) -> List[str]:
 
 
 def read_clip(ctx: JobContext, input, *, start: int, frames: Optional[int], stride: int, fps: Optional[float],
-              warnings: List[str]):
+              warnings: List[str], max_frames: Optional[int] = None):
     """The selected frames (backend.io.read_frames); its notes join the warnings."""
     from ...io import read_frames
 
     ctx.progress("prepare", 0, 1, f"reading {input if isinstance(input, (str, Path)) else 'the frames'}")
-    clip = read_frames(input, start=start, frames=frames, stride=stride, fps=fps)
+    clip = read_frames(input, start=start, frames=frames, stride=stride, fps=fps, max_frames=max_frames)
     warnings += clip.notes
     return clip
 

@@ -16,7 +16,7 @@ frames already made are kept), configs/actionmesh*.yaml (30 steps, 15 fast; guid
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict, Optional, Sequence
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -33,11 +33,38 @@ if TYPE_CHECKING:
 STAGE1_STEPS, FAST_STAGE1_STEPS = 30, 15
 STAGE1_GUIDANCE = 7.5
 WINDOW, SLIDE = 16, 15
+# The release's clip length: 16 to 31 frames (one or two windows); its script reads at most 31.
+RELEASE_MIN_FRAMES, RELEASE_MAX_FRAMES = 16, 31
 
 # Ours: memory bounds.
 STAGE2_QUERY_CHUNK, LOW_VRAM_STAGE2_QUERY_CHUNK = 16_384, 4_096  # vertices per read-out call
 # Tokens per Stage II self-attention pass (target frames x window frames x (tokens + 1)).
 STAGE2_TOKEN_BUDGET = 32_768
+
+
+def clip_length_warnings(count: int, more_frames: bool, *, size: int = WINDOW, slide: int = SLIDE) -> List[str]:
+    """What a clip's length means for the result, where it is not the release's 16 to 31 frames.
+
+    more_frames: the clip went on past the RELEASE_MAX_FRAMES frames that were read (the default,
+    as the release's script); a longer clip is read when asked for (--frames N).
+    """
+    from ...models.windows import window_plan
+
+    notes = []
+    if more_frames:
+        notes.append(f"the clip goes on past {count} frames: the first {count} were used, as the release does "
+                     "(pass --frames N for a longer clip; README: long clips)")
+    if count > RELEASE_MAX_FRAMES:
+        windows = len(window_plan(count, size, min(slide, size - 1)))
+        notes.append(f"{count} frames run as {windows} windows of {size} sliding by {slide} (the release stops at "
+                     f"{RELEASE_MAX_FRAMES} frames, 2 windows): each window starts from a frame the one before made, "
+                     "so its errors carry over and can grow window by window; and one crop box covers the whole "
+                     "clip, so a subject that travels across the picture is small in every frame. Check the "
+                     "later frames")
+    elif count < RELEASE_MIN_FRAMES:
+        notes.append(f"{count} frames: the release takes {RELEASE_MIN_FRAMES} to {RELEASE_MAX_FRAMES}; a shorter "
+                     f"clip runs as one window of {count} frames, fewer than the models' {size}")
+    return notes
 
 
 def stage1_latents(ctx: JobContext, denoiser, tokens, bank: Dict[int, "torch.Tensor"], *, num_frames: int, steps: int,
