@@ -362,8 +362,9 @@ def test_vertex_normals_are_trimeshs_including_degenerate_faces():
 
 def test_predict_sequence_from_an_anchor_inside_the_clip_runs_the_releases_windows(tiny):
     """Anchor frame 9 of 24 (windows of 6 sliding by 5): windows left of it walk backwards, with the
-    source at normalised time 1, latents and RoPE in window order; every frame is produced once,
-    by the first window that reaches it (upstream would skip each left window's last frame)."""
+    source at normalised time 1, latents and RoPE in window order. Upstream's rule decides which
+    window produces a frame: each predicts every frame but its smallest and keeps the new ones;
+    frame 0, which upstream never produces, comes from the last window that holds it."""
     from backend.models.windows import window_plan
 
     g = torch.Generator().manual_seed(3)
@@ -376,12 +377,13 @@ def test_predict_sequence_from_an_anchor_inside_the_clip_runs_the_releases_windo
     assert torch.equal(out[start], queries[:, :3])
     plan = window_plan(n, 6, 5, start=start)
     assert any(w.frames[0] > w.frames[-1] for w in plan)  # some window walks left
+    last_with_0 = max(i for i, w in enumerate(plan) if 0 in w.frames)
     expected = {start: queries[:, :3]}
-    for win in plan:
+    for i, win in enumerate(plan):
         frames = torch.tensor([win.frames])
         lo, hi = min(win.frames), max(win.frames)
         src_time = torch.tensor([(win.frames[0] - lo) / (hi - lo)])
-        targets = sorted(set(win.frames) - set(expected))
+        targets = list(range(lo + 1, hi + 1)) + ([0] if i == last_with_0 else [])
         times = torch.tensor([[(t - lo) / (hi - lo) for t in targets]])
         with torch.no_grad():
             field = tiny(latents[frames[0]][None], torch.cat([expected[win.frames[0]], normals], -1)[None],

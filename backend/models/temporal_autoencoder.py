@@ -425,12 +425,11 @@ class TemporalAutoencoder(ModelMixin):
         frames sliding by window - 1 = 15), the frames in the window's order (descending for
         windows left of `start`). As upstream: each window's source is its first frame, at its
         normalised time (0 walking right, 1 walking left); its latents and RoPE positions are in
-        window order. It predicts the frames no earlier window produced (each target is an
-        independent pass, so the others are not computed). Upstream predicts every frame of the
-        window but its smallest and keeps the new ones: the same frames for windows walking right
-        (the smallest is the source), but a window walking left then never produces its last
-        frame, which upstream needs as the next window's source (it stops there), and frame 0 is
-        missing from its result. Returns [T, Q, 3] float32, row `start` = the given xyz.
+        window order. It predicts its `Window.targets` (upstream's rule, window_plan: every frame
+        but the window's smallest that no earlier window wrote; frame 0, which upstream leaves out
+        when the anchor is elsewhere, from the last window). Each target is an independent pass,
+        so frames an earlier window wrote are not computed again (upstream computes and drops
+        them). Returns [T, Q, 3] float32, row `start` = the given xyz.
         """
         if latents.ndim != 3 or queries.ndim != 2:
             raise ValueError("predict_sequence takes one sequence: latents [T, M, C], queries [Q, 6]")
@@ -449,7 +448,7 @@ class TemporalAutoencoder(ModelMixin):
             normals = normals_fn(src) if (normals_fn is not None and win.source != start) else given_normals
             frames = torch.tensor([win.frames], device=device)
             lo, span = window_scaling(frames.float())
-            targets = sorted(win.targets)
+            targets = win.targets
             target_times = normalised_time(torch.tensor([targets], dtype=torch.float32, device=device), lo, span)
             source_time = normalised_time(frames[:, 0].float(), lo, span)
             out = self(latents[frames[0]][None], torch.cat([src, normals], -1)[None].to(latents.dtype),

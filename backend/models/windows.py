@@ -75,7 +75,7 @@ def chunk_from(start: int, total: int, size: int, slide: int) -> List[List[int]]
 @dataclass(frozen=True)
 class Window:
     frames: List[int]  # the window's frames, in order; frames[0] is the source (already known)
-    targets: List[int]  # the frames this window writes (those no earlier window wrote)
+    targets: List[int]  # the frames this window writes (those no earlier window wrote), ascending
 
     @property
     def source(self) -> int:
@@ -86,6 +86,15 @@ def window_plan(num_frames: int, size: int = 16, stride: int = 15, start: int = 
     """The windows of `chunk_from(start, num_frames, size, stride)`, each with the frames it
     produces: frame `start` is given, every other frame is the target of exactly one window, and
     every window's first frame is already known when it runs.
+
+    Which window produces a frame is upstream's Stage II rule: a window predicts every frame but
+    its smallest, and keeps those no earlier window wrote. Walking right, the smallest is the
+    source; walking left (frames descending from an anchor inside the clip) it is the window's
+    last frame, which the next window holding it then produces from inside it. Where upstream's
+    rule leaves a frame to no window, the window with it as its smallest produces it here: frame
+    0 at the end of the last window walking left (upstream's result is one frame short), and a
+    frame the next window starts from (upstream stops with an assertion there, e.g. 46 frames
+    from anchor 44). (Stage I writes every unknown frame of a window; its plan is the frames.)
     """
     if num_frames < 1:
         raise ValueError("need at least one frame")
@@ -97,12 +106,20 @@ def window_plan(num_frames: int, size: int = 16, stride: int = 15, start: int = 
         plan = chunk_from(start, num_frames, size, stride)
     known = {start}
     windows: List[Window] = []
-    for frames in plan:
+    for i, frames in enumerate(plan):
         if frames[0] not in known:  # guards the invariant the stages rely on
             raise AssertionError(f"window {frames} starts from frame {frames[0]}, which is not known yet")
-        targets = [f for f in frames if f not in known]
+        smallest = min(frames)
+        # Upstream leaves a window's smallest frame to the next window holding it; where that
+        # window starts from it (or has it as its own smallest), upstream stops or never writes it.
+        nxt = next((later for later in plan[i + 1:] if smallest in later), None)
+        produced_later = nxt is not None and smallest != nxt[0] and smallest != min(nxt)
+        targets = [f for f in sorted(frames) if f not in known and (f != smallest or not produced_later)]
         known.update(targets)
         windows.append(Window(frames=frames, targets=targets))
+    missing = set(range(num_frames)) - known
+    if missing:  # guards the invariant the stages rely on
+        raise AssertionError(f"the windows {plan} leave frames {sorted(missing)} unproduced")
     return windows
 
 
