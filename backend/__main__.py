@@ -57,6 +57,9 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--camera", default=None, help="--method fit/auto: the frames' camera (camera.json, OpenCV "
                                                     "convention, the mesh's coordinates); default: estimated from "
                                                     "frame 0's mask")
+    gen.add_argument("--refuse-mismatch", action="store_true",
+                     help="--method fit/auto: fail, writing nothing, when the mesh covers frame 0's object poorly "
+                          "even after placing the camera (instead of a warning)")
     gen.add_argument("--known", action="append", default=[], metavar="FRAME=MESH",
                      help="a keyframe's shape (frame counted in the selected frames, 1..T-1); repeatable")
     gen.add_argument("--loop", action="store_true", help="make the last frame's shape the first's")
@@ -179,7 +182,7 @@ def main(argv=None) -> int:
                         fps=args.fps, seed=args.seed, device=args.device, fast=args.fast, low_vram=args.low_vram,
                         models_dir=args.models, stage1_meshes=args.stage1_meshes, stage0_steps=args.stage0_steps,
                         stage1_steps=args.stage1_steps, resolution=args.resolution, method=args.method,
-                        camera=args.camera)
+                        camera=args.camera, refuse_mismatch=args.refuse_mismatch)
     if args.command == "reconstruct":
         from .pipelines import run_reconstruct
 

@@ -59,6 +59,21 @@ def test_a_mesh_of_the_wrong_size_is_warned_about_with_the_given_camera(case, tm
     assert LOW_IOU in stderr  # the CLI prints it too
 
 
+def test_refuse_mismatch_fails_with_the_warnings_words_and_writes_nothing(case, tmp_path):
+    """What motion transfer asks for: the wrong-size mesh through the given camera is refused (exit
+    2, the low-agreement words, no output folder) instead of written with a warning."""
+    mesh = _mesh(case, tmp_path, "tiny", lambda v, f: ((v - v.mean(0)) * 0.1 + v.mean(0), f))
+    out = tmp_path / "out"
+    proc = run_backend("generate", "--input", case / "frames", "--mesh", mesh, "--out", out, "--method", "fit",
+                       "--camera", case / "camera.json", "--refuse-mismatch")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert LOW_IOU in proc.stderr and "Nothing was written" in proc.stderr
+    assert not out.exists() and not any(p.name.startswith(".out") for p in tmp_path.iterdir())
+    # The right mesh is not refused: the flag changes nothing where the warning would not fire.
+    result, _ = _fit(case, case_mesh(case), tmp_path / "ok", "--camera", case / "camera.json", "--refuse-mismatch")
+    assert result["camera_iou"] > 0.7
+
+
 def test_an_estimated_camera_takes_the_size_as_it_comes(case, tmp_path):
     def shrink(v, f):
         return v * 0.1, f

@@ -233,6 +233,11 @@ class AnimateMeshJob(VideoSettings, ModelSettings, JobOperator):
             return False
         return super().poll(context)
 
+    def _placement(self, context, world: np.ndarray) -> np.ndarray:
+        """World -> world 4x4 the mesh (world vertices [V, 3]) is moved by before it goes out, and
+        its offsets moved back by: identity, the mesh is fitted where it stands."""
+        return np.eye(4)
+
     def _frames(self, context, job_dir: Path, file_from_world: np.ndarray):
         """(VideoSource, camera.json dict or None) of the clip the mesh follows."""
         src = _source(self, context)
@@ -260,6 +265,8 @@ class AnimateMeshJob(VideoSettings, ModelSettings, JobOperator):
         # The mesh goes out with its world transform applied, Y up, so a scene camera applies as is.
         file_from_world = Z_UP_TO_Y_UP
         world = vertices.astype(np.float64) @ linear.T + matrix[:3, 3]
+        place = self._placement(context, world)
+        world = world @ place[:3, :3].T + place[:3, 3]
         write_ply(job_dir / "mesh.ply", world @ file_from_world.T, triangles)
         src, camera = self._frames(context, job_dir, file_from_world)
         args = _generate_args(self, context, src, job_dir, self.method)
@@ -267,9 +274,11 @@ class AnimateMeshJob(VideoSettings, ModelSettings, JobOperator):
         if camera is not None:
             (job_dir / "camera.json").write_text(json.dumps(camera, indent=1))
             args["camera"] = str(job_dir / "camera.json")
-        # file -> local: world = Y_UP_TO_Z_UP @ file, local = linear^-1 @ world (offsets: no translation).
+        # file -> local: world = Y_UP_TO_Z_UP @ file, undo the placement, local = linear^-1 @ world
+        # (offsets: no translation).
+        from_file = np.linalg.inv(linear) @ np.linalg.inv(place[:3, :3]) @ np.linalg.inv(file_from_world)
         self._target = {"scene": context.scene.name, "name": obj.name, "n_vertices": len(vertices),
-                        "from_file": np.linalg.inv(linear) @ np.linalg.inv(file_from_world),
+                        "from_file": from_file,
                         "scene_start": src.scene_start}
         return "generate", args
 
@@ -360,12 +369,13 @@ def _framing_camera(lo: np.ndarray, hi: np.ndarray, lens: float = 50.0, sensor: 
 
 
 def render_object_frames(scene, source_obj, frames: list[int], folder: Path, *, camera_mode: str,
-                         also_frame=(), size: int = RENDER_SIZE):
+                         also_frame: np.ndarray | None = None, size: int = RENDER_SIZE):
     """Render `source_obj`'s animation at scene `frames` to RGBA PNGs in `folder` (Workbench,
     transparent film) in a temporary scene, and return (camera settings with its matrix_world at
     the first frame, width, height). The user's scene is not changed: the temporary scene, camera,
     their data and the Render Result are removed, and the scene's frame is evaluated again.
-    (Objects the source depends on, a parent or an armature, are evaluated as its dependencies.)"""
+    (Objects the source depends on, a parent or an armature, are evaluated as its dependencies.)
+    also_frame: world points [N, 3] the framing camera keeps in view too."""
     folder.mkdir(parents=True, exist_ok=True)
     images_before = set(bpy.data.images)
     render_scene = bpy.data.scenes.new("ActionMesh Render")
@@ -396,10 +406,8 @@ def render_object_frames(scene, source_obj, frames: list[int], folder: Path, *, 
                 render.pixel_aspect_y = scene.render.pixel_aspect_y
             else:
                 lo, hi = _bounds_over_frames([source_obj], frames)
-                for other in also_frame:
-                    m = np.array(other.matrix_world)
-                    c = np.array([list(v) for v in other.bound_box]) @ m[:3, :3].T + m[:3, 3]
-                    lo, hi = np.minimum(lo, c.min(axis=0)), np.maximum(hi, c.max(axis=0))
+                if also_frame is not None and len(also_frame):
+                    lo, hi = np.minimum(lo, also_frame.min(axis=0)), np.maximum(hi, also_frame.max(axis=0))
                 temp_cam = camera = _framing_camera(lo, hi)
                 render_scene.collection.objects.link(camera)
                 width = height = size
@@ -451,24 +459,77 @@ class ACTIONMESH_OT_transfer_motion(AnimateMeshJob, bpy.types.Operator):
                                        description="Longer side of the rendered frames, in pixels")
     method: bpy.props.EnumProperty(name="Method", items=VIDEO_METHOD_ITEMS, default="fit")
 
-    def _frames(self, context, job_dir: Path, file_from_world: np.ndarray):
-        if self.motion_source == "VIDEO":
-            return super()._frames(context, job_dir, file_from_world)
-        scene = context.scene
-        target = context.active_object
+    def _source_object(self, context):
         source_obj = bpy.data.objects.get(self.source_object)
         if source_obj is None:
             raise UserError(f"No object named '{self.source_object}' to take the motion from" if self.source_object
                             else "Choose the animated object to take the motion from")
-        if source_obj == target:
+        if source_obj == context.active_object:
             raise UserError("The motion must come from another object than the one being animated")
-        first = scene.frame_start if self.frame_start < 0 else self.frame_start
+        return source_obj
+
+    def _first_frame(self, scene) -> int:
+        return scene.frame_start if self.frame_start < 0 else self.frame_start
+
+    def _placement(self, context, world: np.ndarray) -> np.ndarray:
+        """The target fitted as if it stood in the source's place at the first frame, wherever it
+        stands: moved by the source's transform relative to its own (facing, scale; exact for the
+        same mesh), then its box centred on the source's and scaled to its diagonal (a differently
+        sized or modelled mesh). The offsets are moved back into the target's own space."""
+        self._placed = world
+        if self.motion_source != "OBJECT":
+            return np.eye(4)
+        scene = context.scene
+        source_obj = self._source_object(context)
+        frame_before = scene.frame_current
+        try:
+            scene.frame_set(self._first_frame(scene))
+            depsgraph = context.evaluated_depsgraph_get()
+            evaluated = source_obj.evaluated_get(depsgraph)
+            source_matrix = np.array(evaluated.matrix_world)
+            mesh = evaluated.to_mesh()
+            try:
+                co = np.empty(len(mesh.vertices) * 3, np.float32)
+                mesh.vertices.foreach_get("co", co)
+            finally:
+                evaluated.to_mesh_clear()
+        finally:
+            scene.frame_set(frame_before)
+        if len(co) == 0:
+            raise UserError(f"'{source_obj.name}' has no vertices at frame {self._first_frame(scene)}")
+        source = co.reshape(-1, 3).astype(np.float64) @ source_matrix[:3, :3].T + source_matrix[:3, 3]
+        relative = source_matrix @ np.linalg.inv(np.array(context.active_object.matrix_world))
+        moved = world @ relative[:3, :3].T + relative[:3, 3]
+        centre = 0.5 * (moved.min(axis=0) + moved.max(axis=0))
+        size = float(np.linalg.norm(moved.max(axis=0) - moved.min(axis=0)))
+        if size <= 0:
+            raise UserError(f"'{context.active_object.name}' has no extent to place")
+        scale = float(np.linalg.norm(source.max(axis=0) - source.min(axis=0))) / size
+        fit_box = np.eye(4)
+        fit_box[:3, :3] *= scale
+        fit_box[:3, 3] = 0.5 * (source.min(axis=0) + source.max(axis=0)) - scale * centre
+        place = fit_box @ relative
+        self._placed = world @ place[:3, :3].T + place[:3, 3]
+        return place
+
+    def _prepare(self, context, job_dir: Path):
+        command, args = super()._prepare(context, job_dir)
+        # A result from a mesh that does not cover the source's first frame is not written.
+        args["refuse_mismatch"] = True
+        return command, args
+
+    def _frames(self, context, job_dir: Path, file_from_world: np.ndarray):
+        if self.motion_source == "VIDEO":
+            return super()._frames(context, job_dir, file_from_world)
+        scene = context.scene
+        source_obj = self._source_object(context)
+        first = self._first_frame(scene)
         last = scene.frame_end if self.count <= 0 else first + (self.count - 1) * self.stride
         frames = list(range(first, last + 1, self.stride))
         if len(frames) < 2:
             raise UserError(f"Frames {first}..{last} by {self.stride} give {len(frames)} frame; at least 2 are needed")
         cam, width, height = render_object_frames(scene, source_obj, frames, job_dir / "frames",
-                                                  camera_mode=self.render_camera, also_frame=[target],
+                                                  camera_mode=self.render_camera, also_frame=self._placed,
                                                   size=self.render_size)
         if cam["type"] != "PERSP":
             raise UserError("Only perspective cameras are supported")

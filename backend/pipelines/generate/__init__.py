@@ -79,7 +79,7 @@ def run_generate(ctx: JobContext, *, input, out: str, mesh: Optional[str] = None
                  low_vram: bool = False, models_dir: Optional[str] = None, stage1_meshes: bool = False,
                  stage0_steps: Optional[int] = None, stage1_steps: Optional[int] = None,
                  resolution: Optional[int] = None, face_budget: int = FACE_BUDGET,
-                 method: str = "learned", camera: Optional[str] = None) -> dict:
+                 method: str = "learned", camera: Optional[str] = None, refuse_mismatch: bool = False) -> dict:
     """Video (a file, a folder of frames, or an array [T, H, W, 3|4]) -> animated mesh in `out`.
 
     `method`: "learned" (ActionMesh's models), "fit" (fit `mesh` to the frames' silhouettes and
@@ -93,7 +93,9 @@ def run_generate(ctx: JobContext, *, input, out: str, mesh: Optional[str] = None
     resolution (extraction grid) and face_budget override the release's settings (as its
     pipeline's overrides do); resolution None is the model set's own default (MODEL_SET_DEFAULTS_KEY)
     where it has one, else the release's 512; report.json's settings_sources says where each came
-    from. Returns the output paths and a summary; report.json has the rest.
+    from. `refuse_mismatch` (fit, auto): fail instead of warning when frame 0's silhouette
+    agreement after the camera step is under LOW_CAMERA_IOU (motion transfer: a result from the
+    wrong object is not written). Returns the output paths and a summary; report.json has the rest.
     """
     from ...hub import require
     from ...meshio import load_mesh
@@ -126,7 +128,7 @@ def run_generate(ctx: JobContext, *, input, out: str, mesh: Optional[str] = None
         check_output_folder(out_dir)
         return run_fit(ctx, input=input, out_dir=out_dir, mesh=mesh, camera=camera, masks=masks, start=start,
                        frames=frames, stride=stride, fps=fps, seed=seed, device=device, models_dir=models_dir,
-                       warnings=warnings, started=started)
+                       warnings=warnings, started=started, refuse_mismatch=refuse_mismatch)
     fit_camera = None
     if camera is not None and not refine:
         warnings.append("--camera is used by --method fit and auto only; the learned pipeline ignored it")
@@ -236,7 +238,8 @@ def run_generate(ctx: JobContext, *, input, out: str, mesh: Optional[str] = None
         fit = None
         if refine:
             with meter("fit"):
-                offsets, fit = refine_by_fitting(ctx, anchor, offsets, rgba, fit_camera, seed, warnings)
+                offsets, fit = refine_by_fitting(ctx, anchor, offsets, rgba, fit_camera, seed, warnings,
+                                                 refuse_mismatch=refuse_mismatch)
 
         if stage1_meshes:
             with meter("stage1_meshes"):

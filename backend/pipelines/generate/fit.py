@@ -69,23 +69,33 @@ def _low_camera_iou(fitted, consequence: str) -> Optional[str]:
             f"(silhouette IoU {fitted.camera_iou:.2f} < {LOW_CAMERA_IOU}): {consequence}")
 
 
+def _check_camera_iou(fitted, consequence: str, warnings: List[str], refuse_mismatch: bool) -> None:
+    """The low frame-0 agreement warning; with refuse_mismatch the job fails with its words instead
+    (nothing is written: the caller is inside staged_output)."""
+    warning = _low_camera_iou(fitted, consequence)
+    if warning and refuse_mismatch:
+        raise BadInput(f"{warning[0].upper()}{warning[1:]}. Nothing was written")
+    if warning:
+        warnings.append(warning)
+
+
 def refine_by_fitting(ctx: JobContext, anchor, offsets: np.ndarray, rgba: np.ndarray, camera, seed: int,
-                      warnings: List[str]):
+                      warnings: List[str], refuse_mismatch: bool = False):
     """Method "auto": the learned offsets as each frame's starting pose for fit_video on the
     uncropped frames (same terms as --method fit). -> (fitted offsets, the report's "fit" entry)."""
     fitted, summary = fit_frames(ctx, anchor.vertices, anchor.faces, rgba, camera, seed, init_offsets=offsets)
-    warning = _low_camera_iou(fitted, "the fit's refinement may be wrong")
-    if warning:
-        warnings.append(warning)
+    _check_camera_iou(fitted, "the fit's refinement may be wrong", warnings, refuse_mismatch)
     return fitted.offsets, summary
 
 
 def run_fit(ctx: JobContext, *, input, out_dir: Path, mesh: Optional[str], camera: Optional[str],
             masks: Optional[str], start: int, frames: Optional[int], stride: int, fps: Optional[float], seed: int,
-            device: str, models_dir: Optional[str], warnings: List[str], started: float) -> dict:
+            device: str, models_dir: Optional[str], warnings: List[str], started: float,
+            refuse_mismatch: bool = False) -> dict:
     """Method "fit": the given mesh made to follow the frames' object (backend.fitting.fit_video),
     on the CPU, with no learned weights (RMBG-1.4 only when frames lack alpha and --masks, as in
-    the learned pipeline). Writes what the learned pipeline writes, plus camera.json."""
+    the learned pipeline). Writes what the learned pipeline writes, plus camera.json.
+    refuse_mismatch: fail instead of warning when frame 0's agreement is under LOW_CAMERA_IOU."""
     from ...fitting import camera as fit_camera
 
     if mesh is None:
@@ -109,10 +119,9 @@ def run_fit(ctx: JobContext, *, input, out_dir: Path, mesh: Optional[str], camer
     vertices, faces = given.vertices, given.faces
     with staged_output(ctx, out_dir) as staged:
         fitted, fit = fit_frames(ctx, vertices, faces, rgba, given_camera, seed)
-        warning = _low_camera_iou(fitted, "the mesh may not be the object in the frames, or not in frame 0's pose"
-                                  + ("" if given_camera is None else ", or the camera does not match the frames"))
-        if warning:
-            warnings.append(warning)
+        _check_camera_iou(fitted, "the mesh may not be the object in the frames, or not in frame 0's pose"
+                          + ("" if given_camera is None else ", or the camera does not match the frames"),
+                          warnings, refuse_mismatch)
         iou_before = float(np.mean([r["iou_before"] for r in fitted.report]))
         iou_after = float(np.mean([r["iou_after"] for r in fitted.report]))
         if iou_after < iou_before:
