@@ -2,32 +2,44 @@
 
     python -m backend plan [--frames N] [--fast] [--low-vram] [--memory GiB] [--json]
 
-Every model is built at its released size on torch's "meta" device (shapes, no storage) and each
-stage's forward pass is run once on meta tensors: nothing is computed, only shapes flow, so a
-1.4B-parameter transformer over 32k tokens traces in well under a second on a CPU. While it runs:
+Every model is built at its released size without storage (torch's "fake" tensors: shapes, dtypes
+and a device, no memory) and each stage's forward pass is run once as the generate job runs it:
+nothing is computed, only shapes flow, so a 1.4B-parameter transformer over 32k tokens traces in
+well under a second on a CPU. While it runs:
 
 - FLOPs come from torch's `FlopCounterMode` (matmuls and attention; element-wise ops are not
   counted, a few percent at these sizes);
 - activation memory is the peak of the bytes held by tensors the pass allocates, tracked by a
   dispatch mode that adds each new storage's size and subtracts it when the storage is freed;
+- the pass runs under the precision the pipeline gives it (bf16 autocast for the flow
+  transformers, the shape VAE and Stage II on a GPU, whose own autocast-off regions then stay
+  float32; DINOv2 and RMBG-1.4 in float32), inside `inference_mode` as the job does (where
+  autocast keeps no cache of cast weights). The fake device is the CPU, whose autocast casts the
+  same layers (Linear, matmul, attention) to bf16 as CUDA's does;
 - attention runs as the fused kernel a GPU uses (flash attention for bf16, memory-efficient for
-  fp32): on meta, torch would otherwise pick the math path and hold the full attention matrix,
-  which a GPU run never does.
+  fp32), never as an explicit attention matrix.
 
 Stages (the release's settings): background removal (RMBG-1.4 at 1024 x 1024 per frame; not with
---alpha, frames that carry their own masks); Stage 0, TripoSG's DINOv2 on the anchor frame, then its flow
-transformer for 100 steps (50 with --fast) with classifier-free guidance, then the shape VAE's
-decoder at the extraction resolution; DINOv2-large on every frame; Stage I, the temporal denoiser
-over windows of 16 frames sliding by 15, 30 steps (15 with --fast), guidance; Stage II, the
-temporal autoencoder, one self-attention pass per target frame (as upstream does), reading
-every vertex of the clean-up mesh.
+--alpha, frames that carry their own masks); Stage 0, TripoSG's DINOv2 on the anchor frame, then its
+flow transformer for 100 steps (50 with --fast) with classifier-free guidance, then the shape VAE's
+decoder at the extraction resolution (512, as the pipeline); DINOv2-large on every frame; Stage I,
+the temporal denoiser over windows of 16 frames sliding by 15, 30 steps (15 with --fast), guidance;
+Stage II, the temporal autoencoder, one self-attention pass per target frame (as upstream does),
+reading every vertex of the clean-up mesh in chunks.
 
-Memory of a configuration = the weights resident while a stage runs + (under bf16 autocast)
-the cast copy of the running model autocast caches + that stage's activation peak, maximised
-over stages, plus a fixed allowance for the CUDA context and allocator slack. "default" keeps
-every model on the device and batches the guidance pair; "low-vram" (the release's --low_ram)
-loads one model at a time and runs the guidance pair as two passes. These are estimates from
-the models' shapes; the release's own figures are printed beside them.
+Configurations. `generate` (default): one model on the device at a time (each stage loads its
+model and frees it), float32 weights under bf16 autocast, the guidance pair in one batch.
+`generate --low-vram`: the same, plus the flow transformers' Linear layers held in bf16
+(backend.pipelines.generate.runtime.hold_linear_in, the function the pipeline calls), the guidance
+pair as two passes and smaller decoding chunks. Memory of a configuration = the running stage's
+weights in that layout + its activation peak, maximised over stages, plus a fixed allowance for
+the CUDA context and allocator slack. Time: per call, the longer of its FLOPs at the device's
+peak and reading its weights once at the device's memory bandwidth (the part that grows when the
+guidance pair runs as two passes), summed; model loading, extraction's grid work and the clean-up
+are left out. For comparison with the release's published figures, its own two modes: every model
+resident with autocast's cache of bf16 weight copies ("release default"), and one model at a time,
+guidance split, cache cleared per block ("release --low_ram"). These are estimates from the models'
+shapes.
 
 Why here (backend/bench) and not backend/pipelines: a pipeline is a job the service runs on a
 user's data; this reads no data and writes nothing, and like the benchmarks it prints figures
@@ -37,8 +49,11 @@ next to a reference (the release's).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
+import functools
 import json
+import math
 import sys
 import time
 import weakref
@@ -47,11 +62,15 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
+from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..errors import BackendError, BadInput
+from ..pipelines.generate import anchor as _anchor
+from ..pipelines.generate import temporal as _temporal
+from ..pipelines.generate.runtime import hold_linear_in
 
 GiB = 1 << 30
 
@@ -59,25 +78,28 @@ GiB = 1 << 30
 RELEASE = dict(device="H100", memory_gib_default=32.0, memory_gib_low_ram=12.0, seconds_default=75.0,
                seconds_fast=45.0, frames="16-31")
 
-# The release's settings.
-STAGE0_STEPS, STAGE0_STEPS_FAST = 100, 50
-STAGE1_STEPS, STAGE1_STEPS_FAST = 30, 15
-WINDOW, STRIDE = 16, 15
+# The pipeline's settings (the release's steps and windows; our chunks), read from the pipeline itself.
+STAGE0_STEPS, STAGE0_STEPS_FAST = _anchor.STAGE0_STEPS, _anchor.FAST_STAGE0_STEPS
+STAGE1_STEPS, STAGE1_STEPS_FAST = _temporal.STAGE1_STEPS, _temporal.FAST_STAGE1_STEPS
+WINDOW, STRIDE = _temporal.WINDOW, _temporal.SLIDE
 LATENT_TOKENS = 2048
 IMAGE_SIZE = 224  # DINOv2 input after the preprocessor's centre crop: 1 + 16 x 16 tokens
 RMBG_SIZE = 1024  # RMBG-1.4's input (backend.preprocessing.background.MODEL_INPUT_SIZE)
 DEFAULT_VERTICES = 20_000  # the clean-up decimates to 40k faces: about 20k vertices
-DEFAULT_RESOLUTION = 256  # our extraction grid (backend.geometry.extract)
-QUERY_CHUNK = 65_536  # extraction's query chunk (backend.geometry.extract.DEFAULT_CHUNK_SIZE)
+DEFAULT_RESOLUTION = _anchor.EXTRACT_RESOLUTION  # what generate extracts at with the released models
 
 # Dense peak throughput of an H100 SXM (NVIDIA's data sheet): bf16 tensor cores, and plain fp32
-# (torch's default matmul precision does not use TF32). Only for a compute-bound lower bound.
+# (torch's default matmul precision does not use TF32); HBM3 bandwidth. An H200 has the same
+# compute and more, faster memory.
 H100_PEAK_FLOPS = {"bf16": 989.4e12, "fp32": 66.9e12}
+H100_BANDWIDTH = 3.35e12  # bytes/s
 # CUDA context + allocator slack assumed on top of the tensors (typically 0.5-1 GiB).
 CONTEXT_BYTES = 1 * GiB
+# What --low-vram must fit: an 8 GB card (RTX 3060 Ti / 4060 class) runs the whole pipeline.
+LOW_VRAM_TARGET_GIB = 8.0
 
 
-# ---------------------------------------------------------------- tracing on meta
+# ---------------------------------------------------------------- tracing without storage
 
 
 class _FusedAttention(TorchFunctionMode):
@@ -89,7 +111,7 @@ class _FusedAttention(TorchFunctionMode):
             q, k, v = args[:3]
             plain = len(args) <= 3 and kwargs.get("attn_mask") is None and not kwargs.get("is_causal") \
                 and not kwargs.get("dropout_p")
-            if plain and q.device.type == "meta":
+            if plain and isinstance(q, FakeTensor):
                 scale = kwargs.get("scale")
                 if q.dtype in (torch.float16, torch.bfloat16):
                     return torch.ops.aten._scaled_dot_product_flash_attention(q, k, v, scale=scale)[0]
@@ -135,15 +157,37 @@ class Trace:
     activation_bytes: int  # peak bytes the call allocates
 
 
-def trace(fn: Callable[[], object]) -> Trace:
-    """Runs fn (a forward pass on meta tensors) and measures it."""
-    with torch.no_grad(), FlopCounterMode(display=False) as flops, _FusedAttention(), _LiveMemory() as memory:
+def new_fake_mode() -> FakeTensorMode:
+    # Real tensors may meet fake ones (a module's constant built at call time): they become fake.
+    return FakeTensorMode(allow_non_fake_inputs=True)
+
+
+def trace(fn: Callable[[], object], fake: FakeTensorMode, autocast: bool = False) -> Trace:
+    """Runs fn (a forward pass on fake tensors of `fake`, its inputs made inside it) and measures
+    it, under bf16 autocast when asked, in inference mode as the generate job runs its networks."""
+    amp = torch.autocast("cpu", dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
+    with fake, torch.inference_mode(), amp, FlopCounterMode(display=False) as flops, _FusedAttention(), \
+            _LiveMemory() as memory:
         fn()
     return Trace(int(flops.get_total_flops()), int(memory.peak))
 
 
-def _meta(*shape: int, dtype=torch.float32) -> torch.Tensor:
-    return torch.empty(*shape, device="meta", dtype=dtype)
+def _empty(*shape: int, dtype=torch.float32) -> torch.Tensor:
+    return torch.empty(*shape, dtype=dtype)  # fake when called inside trace()
+
+
+def fake_copy(module: torch.nn.Module, fake: FakeTensorMode) -> torch.nn.Module:
+    """A storage-less copy of a meta module whose tensors say "cpu" (so autocast regions run)."""
+    module = copy.deepcopy(module)
+    with fake:
+        module.to_empty(device="cpu")
+    return module
+
+
+def state_bytes(module: torch.nn.Module) -> int:
+    """Bytes of a module's parameters and buffers, what loading it puts on the device."""
+    tensors = list(module.parameters()) + list(module.buffers())
+    return sum(t.numel() * t.element_size() for t in tensors)
 
 
 # ---------------------------------------------------------------- the models
@@ -156,8 +200,8 @@ def _build_models() -> Dict[str, torch.nn.Module]:
 
     models = {name: build_on_meta(name) for name in
               ("triposg_dit", "triposg_vae", "actionmesh_denoiser", "actionmesh_autoencoder")}
-    # TripoSG's image_encoder_dinov2 and facebook/dinov2-large are both DINOv2-large: one meta
-    # module serves both traces (the weights differ, the shapes do not).
+    # TripoSG's image_encoder_dinov2 and facebook/dinov2-large are both DINOv2-large: one module
+    # serves both traces (the weights differ, the shapes do not).
     models["dinov2_large"] = build_dinov2_on_meta()
     with torch.device("meta"):
         models["rmbg"] = BriaRMBG().eval()
@@ -173,18 +217,53 @@ MODEL_LABELS = {
     "actionmesh_autoencoder": "ActionMesh Stage II autoencoder (autoencoder/)",
     "rmbg": "RMBG-1.4 background removal (briaai/RMBG-1.4)",
 }
+# The models --low-vram holds in bf16 (their Linear layers): the two 1.4B-parameter flow transformers.
+FLOW_TRANSFORMERS = ("triposg_dit", "actionmesh_denoiser")
 
 
-# ---------------------------------------------------------------- stages
+# ---------------------------------------------------------------- how a stage runs
+
+
+@dataclass(frozen=True)
+class Variant:
+    """How the generate job runs the networks in one of its modes."""
+
+    name: str
+    autocast: bool  # bf16 autocast for the flow transformers, VAE and Stage II (on a GPU)
+    split_guidance: bool  # the guidance pair as two passes (SplitGuidanceBatch)
+    low_vram: bool  # the flow transformers' Linear layers in bf16; the low-vram chunks
+
+    @property
+    def vae_chunk(self) -> int:
+        return _anchor.LOW_VRAM_QUERY_CHUNK if self.low_vram else _anchor.QUERY_CHUNK
+
+    @property
+    def stage2_chunk(self) -> int:
+        return _temporal.LOW_VRAM_STAGE2_QUERY_CHUNK if self.low_vram else _temporal.STAGE2_QUERY_CHUNK
+
+    def stage2_targets(self, frames: int) -> int:
+        """Target frames per Stage II self-attention pass (temporal.stage2_positions' rule)."""
+        if self.low_vram:
+            return 1
+        return max(1, _temporal.STAGE2_TOKEN_BUDGET // (frames * (LATENT_TOKENS + 1)))
+
+
+VARIANTS = {
+    "gpu": Variant("gpu", autocast=True, split_guidance=False, low_vram=False),
+    "low-vram": Variant("low-vram", autocast=True, split_guidance=True, low_vram=True),
+    "cpu": Variant("cpu", autocast=False, split_guidance=False, low_vram=False),
+}
 
 
 @dataclass
 class Stage:
     name: str
     models: Tuple[str, ...]  # what must be on the device while it runs
-    calls: int  # forward passes (a guidance pair batched = one call)
-    flops: int  # all calls
-    activation_bytes: Dict[str, int]  # "<dtype>/<batching>" -> peak of one call
+    calls: Dict[str, int]  # variant -> forward passes
+    flops: int  # all calls (the same in every variant: splitting or chunking moves work, adds none)
+    activation_bytes: Dict[str, int]  # variant -> peak of one call
+    weight_bytes: Dict[str, int]  # variant -> bytes of the running models in that variant's layout
+    bf16: bool  # runs under bf16 autocast on a GPU (else float32)
     detail: str
     extra: dict = field(default_factory=dict)
 
@@ -206,6 +285,7 @@ class PlanSettings:
         return STAGE1_STEPS_FAST if self.fast else STAGE1_STEPS
 
 
+@functools.lru_cache(maxsize=8)
 def extraction_queries(resolution: int) -> Tuple[int, int]:
     """(coarse-to-fine, dense) query counts of our extraction at `resolution`, measured on the
     reference shape of `python -m backend.bench.extract` (thin legs and a thin ring: more queries
@@ -213,77 +293,78 @@ def extraction_queries(resolution: int) -> Tuple[int, int]:
     from ..geometry.extract import extract_mesh
     from .extract import creature_sdf
 
-    stats = extract_mesh(creature_sdf, resolution=resolution)[2]
+    stats = extract_mesh(creature_sdf, resolution=resolution, bounds=_anchor.EXTRACT_BOUNDS)[2]
     return stats["queries"], stats["dense_queries"]
 
 
-# A pass builder: (models of one dtype, that dtype, batch size) -> the forward pass to trace.
-PassBuilder = Callable[[Dict[str, torch.nn.Module], torch.dtype, int], Callable[[], object]]
-DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
-
-
 class StageTracer:
-    """Traces passes for each activation dtype and each way of running classifier-free guidance:
-    "cfg2", the guidance pair in one batch of 2 (default), and "cfg1", one half at a time
-    (low-vram). Passes without guidance run at batch 1 in both."""
+    """Traces each stage's passes in every variant: its models in the variant's layout, its
+    batch (a guidance pair batched, or one half), its chunks, its precision."""
 
-    def __init__(self, models_by_dtype: Dict[str, Dict[str, torch.nn.Module]]):
-        self.models_by_dtype = models_by_dtype
-        fp32 = models_by_dtype["fp32"]
-        # Input sizes, from the models themselves.
+    def __init__(self, fake: FakeTensorMode, models: Dict[str, Dict[str, torch.nn.Module]]):
+        self.fake = fake
+        self.models = models  # variant -> key -> fake module
+        fp32 = models["cpu"]
         self.latent_channels = fp32["triposg_vae"].config["latent_channels"]
         dino = fp32["dinov2_large"].config
         self.context_dim = dino.hidden_size
         self.image_tokens = 1 + (IMAGE_SIZE // dino.patch_size) ** 2  # CLS + patches
 
-    def measure(self, build: PassBuilder, guided: bool = False) -> Tuple[int, Dict[str, int]]:
-        """(FLOPs of one full call, {"<dtype>/<cfg>": activation peak})."""
-        batches = (("cfg2", 2), ("cfg1", 1)) if guided else (("cfg2", 1), ("cfg1", 1))
-        flops, memory = 0, {}
-        for dname, models in self.models_by_dtype.items():
-            for bname, batch in batches:
-                t = trace(build(models, DTYPES[dname], batch))
-                memory[f"{dname}/{bname}"] = t.activation_bytes
-                if bname == "cfg2":  # a whole call (both halves of a guidance pair)
-                    flops = t.flops
-        return flops, memory
+    def run(self, keys: Tuple[str, ...], build, *, guided: bool = False, bf16: bool = True) -> Tuple[int, dict, dict]:
+        """build(models, variant, batch) -> the pass. -> (FLOPs of one whole call, {variant:
+        activation peak of one call}, {variant: bytes of the models `keys` in its layout})."""
+        flops, memory, weights = 0, {}, {}
+        for name, variant in VARIANTS.items():
+            batch = 1 if (guided and variant.split_guidance) or not guided else 2
+            t = trace(build(self.models[name], variant, batch), self.fake, autocast=bf16 and variant.autocast)
+            memory[name] = t.activation_bytes
+            weights[name] = sum(state_bytes(self.models[name][k]) for k in keys)
+            if name == "gpu":  # a whole call (both halves of a guidance pair)
+                flops = t.flops
+        return flops, memory, weights
 
     # ------------------------------------------------------------ passes
 
-    def rmbg(self, m, dt, b):
-        return lambda: m["rmbg"].first_side_output(_meta(1, 3, RMBG_SIZE, RMBG_SIZE, dtype=dt))
+    def rmbg(self, m, v, b):
+        return lambda: m["rmbg"].first_side_output(_empty(1, 3, RMBG_SIZE, RMBG_SIZE))
 
-    def dinov2(self, images: int) -> PassBuilder:
-        return lambda m, dt, b: (lambda: m["dinov2_large"](
-            pixel_values=_meta(images, 3, IMAGE_SIZE, IMAGE_SIZE, dtype=dt)))
+    def dinov2(self, images: int):
+        return lambda m, v, b: (lambda: m["dinov2_large"](pixel_values=_empty(images, 3, IMAGE_SIZE, IMAGE_SIZE)))
 
-    def dit(self, m, dt, b):
-        return lambda: m["triposg_dit"](_meta(b, LATENT_TOKENS, self.latent_channels, dtype=dt),
-                                        torch.full((b,), 500.0, device="meta"),
-                                        _meta(b, self.image_tokens, self.context_dim, dtype=dt))
+    def dit(self, m, v, b):
+        return lambda: m["triposg_dit"](_empty(b, LATENT_TOKENS, self.latent_channels), torch.full((b,), 500.0),
+                                        _empty(b, self.image_tokens, self.context_dim))
 
-    def vae_memory(self, m, dt, b):
-        return lambda: m["triposg_vae"].decode_latents(_meta(1, LATENT_TOKENS, self.latent_channels, dtype=dt))
+    def vae_memory(self, m, v, b):
+        return lambda: m["triposg_vae"].decode_latents(_empty(1, LATENT_TOKENS, self.latent_channels))
 
-    def vae_query(self, m, dt, b):
+    def vae_query(self, m, v, b):
         vae = m["triposg_vae"]
-        memory = _meta(1, LATENT_TOKENS, vae.decoder.proj_query.out_features, dtype=dt)
-        return lambda: vae.query(memory, _meta(1, QUERY_CHUNK, 3, dtype=dt))
 
-    def denoiser(self, frames: int) -> PassBuilder:
-        def build(m, dt, b):
+        def run():
+            with torch.autocast("cpu", enabled=False):  # the memory is what decode_latents returned
+                memory = _empty(1, LATENT_TOKENS, vae.decoder.proj_query.out_features,
+                                dtype=torch.bfloat16 if v.autocast else torch.float32)
+            return vae.query(memory, _empty(1, v.vae_chunk, 3))
+        return run
+
+    def denoiser(self, frames: int):
+        def build(m, v, b):
             return lambda: m["actionmesh_denoiser"](
-                _meta(b, frames, LATENT_TOKENS, self.latent_channels, dtype=dt),
-                _meta(b, frames, self.image_tokens, self.context_dim, dtype=dt),
-                torch.arange(frames, device="meta").expand(b, frames), 500.0, torch.zeros(b, frames, device="meta"))
+                _empty(b, frames, LATENT_TOKENS, self.latent_channels), _empty(b, frames, self.image_tokens,
+                                                                              self.context_dim),
+                torch.arange(frames).expand(b, frames), 500.0, torch.zeros(b, frames))
         return build
 
-    def autoencoder(self, frames: int, vertices: int) -> PassBuilder:
-        # One target time per pass: upstream re-runs the self-attention stack for each target.
-        def build(m, dt, b):
+    def autoencoder(self, frames: int, vertices: int):
+        # One pass = one self-attention stack for `stage2_targets` target times (upstream re-runs
+        # it for each target), then the read-out over every vertex in chunks.
+        def build(m, v, b):
+            k = v.stage2_targets(frames)
             return lambda: m["actionmesh_autoencoder"](
-                _meta(1, frames, LATENT_TOKENS, self.latent_channels, dtype=dt), _meta(1, vertices, 6, dtype=dt),
-                0.0, torch.zeros(1, 1, device="meta"), frame_index=torch.arange(frames, device="meta")[None])
+                _empty(1, frames, LATENT_TOKENS, self.latent_channels), _empty(1, vertices, 6), 0.0,
+                torch.zeros(1, k), frame_index=torch.arange(frames)[None], target_chunk=k,
+                query_chunk=v.stage2_chunk)
         return build
 
 
@@ -291,63 +372,80 @@ def _max_each(a: Dict[str, int], b: Dict[str, int]) -> Dict[str, int]:
     return {k: max(a.get(k, 0), v) for k, v in b.items()}
 
 
-def plan_stages(settings: PlanSettings, models_by_dtype: Dict[str, Dict[str, torch.nn.Module]]) -> List[Stage]:
-    """Every stage of the pipeline, in order, with its calls, FLOPs and activation peaks."""
+def _per_variant(value) -> Dict[str, int]:
+    return {name: value(v) for name, v in VARIANTS.items()}
+
+
+def plan_stages(settings: PlanSettings, tracer: StageTracer) -> List[Stage]:
+    """Every stage of the pipeline, in order, with its calls, FLOPs, weights and activation peaks."""
+    from ..models.image_encoder import DEFAULT_BATCH_SIZE
     from ..models.windows import window_plan
 
-    tracer = StageTracer(models_by_dtype)
     n = settings.frames
     windows = window_plan(n, WINDOW, STRIDE)
     stages: List[Stage] = []
 
-    # Background removal: one frame at a time at 1024 x 1024 (as the release), for frames without alpha.
+    # Background removal: one frame at a time at 1024 x 1024 (as the release), float32, for frames
+    # without alpha.
     if not settings.alpha:
-        f, mem = tracer.measure(tracer.rmbg)
-        stages.append(Stage("background_removal", ("rmbg",), n, f * n, mem, f"RMBG-1.4, {n} frames at {RMBG_SIZE}^2"))
+        f, mem, w = tracer.run(("rmbg",), tracer.rmbg, bf16=False)
+        stages.append(Stage("background_removal", ("rmbg",), _per_variant(lambda v: n), f * n, mem, w, False,
+                            f"RMBG-1.4, {n} frames at {RMBG_SIZE}^2"))
 
-    # Stage 0: the anchor frame's image tokens (TripoSG's own DINOv2; the negative is zeros) ...
-    f, mem = tracer.measure(tracer.dinov2(1))
-    stages.append(Stage("stage0_image", ("triposg_image_encoder",), 1, f, mem, "DINOv2-large, anchor frame"))
+    # Stage 0: the anchor frame's image tokens (TripoSG's own DINOv2, float32; the negative is zeros) ...
+    f, mem, w = tracer.run(("dinov2_large",), tracer.dinov2(1), bf16=False)
+    stages.append(Stage("stage0_image", ("triposg_image_encoder",), _per_variant(lambda v: 1), f, mem, w, False,
+                        "DINOv2-large, anchor frame"))
     # ... flow-transformer sampling with the guidance pair [zeros | image tokens] ...
-    f, mem = tracer.measure(tracer.dit, guided=True)
+    f, mem, w = tracer.run(("triposg_dit",), tracer.dit, guided=True)
     steps = settings.stage0_steps
-    stages.append(Stage("stage0_dit", ("triposg_dit",), steps, f * steps, mem,
-                        f"{steps} steps x guidance pair, {LATENT_TOKENS} tokens"))
+    stages.append(Stage("stage0_dit", ("triposg_dit",), _per_variant(lambda v: steps * (1 + v.split_guidance)),
+                        f * steps, mem, w, True, f"{steps} steps x guidance pair, {LATENT_TOKENS} tokens"))
     # ... and the VAE decoder: self-attention over the latents once, then chunks of query points.
-    f_memory, mem_memory = tracer.measure(tracer.vae_memory)
-    f_chunk, mem_chunk = tracer.measure(tracer.vae_query)
+    f_memory, mem_memory, w = tracer.run(("triposg_vae",), tracer.vae_memory)
+    f_chunk, mem_chunk, _ = tracer.run(("triposg_vae",), tracer.vae_query)
     queries, dense = extraction_queries(settings.resolution)
-    per_query = f_chunk / QUERY_CHUNK
-    stages.append(Stage("stage0_vae_decode", ("triposg_vae",), 1 + -(-queries // QUERY_CHUNK),
-                        int(f_memory + per_query * queries), _max_each(mem_memory, mem_chunk),
+    per_query = f_chunk / VARIANTS["gpu"].vae_chunk
+    stages.append(Stage("stage0_vae_decode", ("triposg_vae",),
+                        _per_variant(lambda v: 1 + -(-queries // v.vae_chunk)),
+                        int(f_memory + per_query * queries), _max_each(mem_memory, mem_chunk), w, True,
                         f"{settings.resolution}^3 grid, coarse-to-fine: {queries:,} queries "
                         f"({queries / dense:.1%} of dense)",
                         dict(queries=queries, dense_queries=dense, dense_flops=int(f_memory + per_query * dense))))
 
-    # Every frame's image tokens for Stage I (facebook/dinov2-large), one batch.
-    f, mem = tracer.measure(tracer.dinov2(n))
-    stages.append(Stage("frame_features", ("dinov2_large",), 1, f, mem, f"DINOv2-large, {n} frames"))
+    # Every frame's image tokens for Stage I (facebook/dinov2-large, float32), in the encoder's batches.
+    batch = min(n, DEFAULT_BATCH_SIZE)
+    f, mem, w = tracer.run(("dinov2_large",), tracer.dinov2(batch), bf16=False)
+    calls = -(-n // batch)
+    stages.append(Stage("frame_features", ("dinov2_large",), _per_variant(lambda v: calls), int(f * n / batch),
+                        mem, w, False, f"DINOv2-large, {n} frames, {batch} per pass"))
 
     # Stage I: per window, every step runs the denoiser on the guidance pair [context zeroed | context].
     steps = settings.stage1_steps
-    by_size = {size: tracer.measure(tracer.denoiser(size), guided=True) for size in {len(w.frames) for w in windows}}
+    by_size = {size: tracer.run(("actionmesh_denoiser",), tracer.denoiser(size), guided=True)
+               for size in {len(win.frames) for win in windows}}
     total, peak = 0, {}
     for win in windows:
-        f, mem = by_size[len(win.frames)]
+        f, mem, w = by_size[len(win.frames)]
         total, peak = total + f * steps, _max_each(peak, mem)
-    stages.append(Stage("stage1_denoiser", ("actionmesh_denoiser",), steps * len(windows), total, peak,
-                        f"{len(windows)} window(s) of {'/'.join(str(len(w.frames)) for w in windows)} frames x "
+    stages.append(Stage("stage1_denoiser", ("actionmesh_denoiser",),
+                        _per_variant(lambda v: steps * len(windows) * (1 + v.split_guidance)), total, peak, w, True,
+                        f"{len(windows)} window(s) of {'/'.join(str(len(win.frames)) for win in windows)} frames x "
                         f"{steps} steps x guidance pair"))
 
-    # Stage II: per window, one pass per target frame, reading every vertex.
-    by_size = {size: tracer.measure(tracer.autoencoder(size, settings.vertices))
-               for size in {len(w.frames) for w in windows}}
-    total, peak, calls = 0, {}, 0
+    # Stage II: per window, one self-attention pass per group of target frames, reading every vertex.
+    by_size = {size: tracer.run(("actionmesh_autoencoder",), tracer.autoencoder(size, settings.vertices))
+               for size in {len(win.frames) for win in windows}}
+    total, peak = 0, {}
     for win in windows:
-        f, mem = by_size[len(win.frames)]
-        total, peak, calls = total + f * len(win.targets), _max_each(peak, mem), calls + len(win.targets)
-    stages.append(Stage("stage2_autoencoder", ("actionmesh_autoencoder",), calls, total, peak,
-                        f"{calls} target frames x {settings.vertices:,} vertices"))
+        f, mem, w = by_size[len(win.frames)]
+        per_target = f / VARIANTS["gpu"].stage2_targets(len(win.frames))
+        total, peak = total + per_target * len(win.targets), _max_each(peak, mem)
+    targets = sum(len(win.targets) for win in windows)
+    stages.append(Stage("stage2_autoencoder", ("actionmesh_autoencoder",),
+                        _per_variant(lambda v: sum(-(-len(win.targets) // v.stage2_targets(len(win.frames)))
+                                                   for win in windows)),
+                        int(total), peak, w, True, f"{targets} target frames x {settings.vertices:,} vertices"))
     return stages
 
 
@@ -357,50 +455,58 @@ def plan_stages(settings: PlanSettings, models_by_dtype: Dict[str, Dict[str, tor
 @dataclass
 class Configuration:
     device: str
-    dtype: str  # "bf16" (bf16 weights), "bf16-autocast" (fp32 weights, bf16 compute: the release), "fp32"
-    mode: str  # "default" or "low-vram"
+    dtype: str  # "bf16-autocast" (bf16 compute, autocast), "fp32"
+    mode: str  # "default", "low-vram" (generate's modes); "release default", "release --low_ram"
     peak_bytes: int = 0
     peak_stage: str = ""
-    compute_seconds: float = 0.0  # compute-bound lower bound (GPU: H100 peak; CPU: measured matmul rate)
+    compute_seconds: float = 0.0  # estimated time (GPU: H100 peak and bandwidth; CPU: measured matmul rate)
     note: str = ""
+    stage_peak_bytes: Dict[str, int] = field(default_factory=dict)  # tensors only (no context allowance)
+    stage_seconds: Dict[str, float] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
         return f"{self.device} {self.dtype}, {self.mode}"
 
 
-# Fastest first: bf16 tensor cores beat fp32; keeping every model resident and batching the guidance
-# pair is never slower than lazy loading and two half passes; bf16 weights skip autocast's casts.
-GPU_CONFIGURATIONS = [("bf16", "default"), ("bf16-autocast", "default"), ("bf16", "low-vram"),
-                      ("bf16-autocast", "low-vram"), ("fp32", "default"), ("fp32", "low-vram")]
-RELEASE_CONFIGURATIONS = {("bf16-autocast", "default"): "release default",
-                          ("bf16-autocast", "low-vram"): "release --low_ram"}
+# (device, dtype, mode, variant of the activations, what it is). Fastest first: --memory picks
+# the first that fits among the ones generate can run.
+CONFIGURATIONS = [
+    ("cuda", "bf16-autocast", "default", "gpu", "generate"),
+    ("cuda", "bf16-autocast", "low-vram", "low-vram", "generate --low-vram"),
+    ("cuda", "bf16-autocast", "release default", "gpu", "the release's default, for comparison"),
+    ("cuda", "bf16-autocast", "release --low_ram", "low-vram", "the release's --low_ram, for comparison"),
+    ("cpu", "fp32", "default", "cpu", "generate on the CPU"),
+]
 
 
-def _weight_bytes(parameters: int, dtype: str) -> int:
-    return parameters * (2 if dtype == "bf16" else 4)
-
-
-def estimate(config: Configuration, stages: List[Stage], params: Dict[str, int], total_flops: int,
+def estimate(config: Configuration, variant: str, stages: List[Stage], fp32_bytes: Dict[str, int],
              cpu_flops_per_second: float) -> Configuration:
-    """Fills in the peak memory and compute time of `config`."""
-    act_dtype = "fp32" if config.dtype == "fp32" else "bf16"
-    batching = "cfg1" if config.mode == "low-vram" else "cfg2"
-    resident_all = sum(_weight_bytes(p, config.dtype) for p in params.values())
+    """Fills in the peak memory and time of `config`; its stages' activations are `variant`'s."""
+    release = config.mode.startswith("release")
+    resident_all = sum(fp32_bytes.values())
     best = (0, "")
     for stage in stages:
-        running = sum(params[m] for m in stage.models)
-        weights = resident_all if config.mode == "default" else _weight_bytes(running, config.dtype)
-        cache = 2 * running if config.dtype == "bf16-autocast" else 0  # autocast's bf16 copies
-        peak = weights + cache + stage.activation_bytes[f"{act_dtype}/{batching}"]
+        if release:  # float32 weights, as the release keeps them
+            running = sum(fp32_bytes[m] for m in stage.models)
+            weights = resident_all if config.mode == "release default" else running
+            # Its default caches a bf16 copy of every weight autocast casts (its --low_ram clears it per block).
+            cache = running // 2 if config.mode == "release default" and stage.bf16 else 0
+        else:
+            weights, cache = stage.weight_bytes[variant], 0
+        peak = weights + cache + stage.activation_bytes[variant]
+        config.stage_peak_bytes[stage.name] = peak
         best = max(best, (peak, stage.name))
+        calls = stage.calls[variant]
+        if config.device == "cuda":
+            rate = H100_PEAK_FLOPS["bf16" if stage.bf16 else "fp32"]
+            per_call = max(stage.flops / calls / rate, (weights if not release else running) / H100_BANDWIDTH)
+            config.stage_seconds[stage.name] = calls * per_call
+        else:
+            config.stage_seconds[stage.name] = stage.flops / cpu_flops_per_second
     config.peak_bytes = best[0] + (CONTEXT_BYTES if config.device == "cuda" else 0)
     config.peak_stage = best[1]
-    if config.device == "cuda":
-        config.compute_seconds = total_flops / H100_PEAK_FLOPS[act_dtype]
-    else:
-        config.compute_seconds = total_flops / cpu_flops_per_second
-    config.note = RELEASE_CONFIGURATIONS.get((config.dtype, config.mode), "")
+    config.compute_seconds = sum(config.stage_seconds.values())
     return config
 
 
@@ -420,8 +526,16 @@ def cpu_matmul_rate(size: int = 768, repeats: int = 3, rounds: int = 4) -> float
 
 
 def fastest_fitting(configs: List[Configuration], memory_gib: float) -> Optional[Configuration]:
+    """The first configuration generate can run on a GPU (not the release's) within memory_gib."""
     limit = memory_gib * GiB
-    return next((c for c in configs if c.device == "cuda" and c.peak_bytes <= limit), None)
+    return next((c for c in configs if c.device == "cuda" and not c.mode.startswith("release")
+                 and c.peak_bytes <= limit), None)
+
+
+def pipeline_configuration(plan: dict, device: str = "cuda", low_vram: bool = False) -> dict:
+    """The plan's configuration for what `generate [--low-vram]` runs on `device`."""
+    mode = "low-vram" if low_vram and device == "cuda" else "default"
+    return next(c for c in plan["configurations"] if c["device"] == device and c["mode"] == mode)
 
 
 # ---------------------------------------------------------------- the plan
@@ -436,43 +550,50 @@ def make_plan(settings: PlanSettings, memory_gib: Optional[float] = None, low_vr
         raise BadInput(f"--vertices must be positive, got {settings.vertices}")
     if memory_gib is not None and memory_gib <= 0:
         raise BadInput(f"--memory must be positive (GiB), got {memory_gib}")
-    started = time.perf_counter()
-    fp32 = _build_models()
-    # A meta module copies for free; copying beats building twice (DINOv2's constructor is slow).
-    models_by_dtype = {"bf16": {k: copy.deepcopy(m).to(torch.bfloat16) for k, m in fp32.items()}, "fp32": fp32}
     from ..hub.architectures import count_parameters
 
-    base = models_by_dtype["fp32"]
-    params = {key: count_parameters(base[key]) for key in
-              ("triposg_dit", "triposg_vae", "actionmesh_denoiser", "actionmesh_autoencoder", "dinov2_large", "rmbg")}
+    started = time.perf_counter()
+    meta = _build_models()
+    params = {key: count_parameters(meta[key]) for key in meta}
     params["triposg_image_encoder"] = params["dinov2_large"]
+    fp32_bytes = {key: state_bytes(meta[key]) for key in meta}
+    fp32_bytes["triposg_image_encoder"] = fp32_bytes["dinov2_large"]
     if settings.alpha:  # never loaded
-        del params["rmbg"]
+        del params["rmbg"], fp32_bytes["rmbg"]
     params = {k: params[k] for k in MODEL_LABELS if k in params}
-    stages = plan_stages(settings, models_by_dtype)
+    # The layouts: float32 as loaded, and --low-vram's (the pipeline's own conversion, applied to
+    # the meta modules: what it leaves in float32 stays float32 here too).
+    fake = new_fake_mode()
+    fp32 = {k: fake_copy(m, fake) for k, m in meta.items()}
+    low = dict(fp32)
+    for key in FLOW_TRANSFORMERS:
+        low[key] = fake_copy(hold_linear_in(copy.deepcopy(meta[key]), torch.bfloat16), fake)
+    tracer = StageTracer(fake, {"gpu": fp32, "low-vram": low, "cpu": fp32})
+    stages = plan_stages(settings, tracer)
     total_flops = sum(s.flops for s in stages)
     cpu_rate = cpu_matmul_rate()
-    configs = [estimate(Configuration("cuda", d, m), stages, params, total_flops, cpu_rate)
-               for d, m in GPU_CONFIGURATIONS]
-    configs.append(estimate(Configuration("cpu", "fp32", "default"), stages, params, total_flops, cpu_rate))
+    configs = [estimate(Configuration(device, dtype, mode, note=note), variant, stages, fp32_bytes, cpu_rate)
+               for device, dtype, mode, variant, note in CONFIGURATIONS]
     choice = fastest_fitting(configs, memory_gib) if memory_gib is not None else None
-    selected = next(c for c in configs if c.device == "cuda" and c.dtype == "bf16-autocast"
-                    and c.mode == ("low-vram" if low_vram else "default"))
-    return dict(
+    plan = dict(
         settings=dict(asdict(settings), stage0_steps=settings.stage0_steps, stage1_steps=settings.stage1_steps,
                       low_vram=low_vram, memory_gib=memory_gib),
-        models=[dict(key=k, label=MODEL_LABELS[k], parameters=p, bytes_fp32=p * 4, bytes_bf16=p * 2)
+        models=[dict(key=k, label=MODEL_LABELS[k], parameters=p, bytes_fp32=p * 4, bytes_bf16=p * 2,
+                     bytes_low_vram=state_bytes(low[k]) if k in low else fp32_bytes[k])
                 for k, p in params.items()],
         stages=[dict(name=s.name, detail=s.detail, models=list(s.models), calls=s.calls, flops=s.flops,
-                     activation_bytes=s.activation_bytes, **s.extra) for s in stages],
+                     activation_bytes=s.activation_bytes, weight_bytes=s.weight_bytes, bf16=s.bf16, **s.extra)
+                for s in stages],
         total_flops=total_flops,
         cpu_flops_per_second=cpu_rate,
         configurations=[dict(asdict(c), label=c.label) for c in configs],
-        selected=dict(asdict(selected), label=selected.label),
         choice=None if choice is None else dict(asdict(choice), label=choice.label),
         release=RELEASE,
-        seconds=time.perf_counter() - started,
+        low_vram_target_gib=LOW_VRAM_TARGET_GIB,
     )
+    plan["selected"] = pipeline_configuration(plan, low_vram=low_vram)
+    plan["seconds"] = time.perf_counter() - started
+    return plan
 
 
 # ---------------------------------------------------------------- printing
@@ -489,7 +610,7 @@ def _flops(n: float) -> str:
     return f"{n:.0f} FLOP"
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
     if seconds < 120:
         return f"{seconds:.0f} s"
     if seconds < 7200:
@@ -501,50 +622,62 @@ def print_plan(plan: dict) -> None:
     s = plan["settings"]
     rel = plan["release"]
     print(f"ActionMesh at full size: {s['frames']} frames, Stage 0 {s['stage0_steps']} steps, Stage I "
-          f"{s['stage1_steps']} steps{' (--fast)' if s['fast'] else ''}; traced without weights in "
-          f"{plan['seconds']:.1f} s")
-    print("\nmodel                                           parameters    fp32 weights  bf16 weights")
+          f"{s['stage1_steps']} steps{' (--fast)' if s['fast'] else ''}, extraction at {s['resolution']}^3; "
+          f"traced without weights in {plan['seconds']:.1f} s")
+    print("\nmodel                                           parameters    fp32 weights  --low-vram")
     for m in plan["models"]:
         print(f"{m['label']:<48}{m['parameters'] / 1e6:>9.1f} M  {_gib(m['bytes_fp32']):>12}  "
-              f"{_gib(m['bytes_bf16']):>12}")
-    print("\nstage               calls  FLOPs         activations (bf16, guidance batched | split)  what")
+              f"{_gib(m['bytes_low_vram']):>10}")
+    print("\nstage               calls  FLOPs         activations (default | --low-vram)  what")
     for st in plan["stages"]:
         act = st["activation_bytes"]
-        both = f"{_gib(act['bf16/cfg2'])} | {_gib(act['bf16/cfg1'])}"
-        print(f"{st['name']:<20}{st['calls']:>5}  {_flops(st['flops']):<13} {both:<46}{st['detail']}")
+        both = f"{_gib(act['gpu'])} | {_gib(act['low-vram'])}"
+        print(f"{st['name']:<20}{st['calls']['gpu']:>5}  {_flops(st['flops']):<13} {both:<36}{st['detail']}")
     print(f"{'total':<27}{_flops(plan['total_flops'])}")
-    print("\nconfiguration                  peak memory   compute-bound time   (peak stage)")
+    print("\nconfiguration                          peak memory   time (estimate)        (peak stage)")
     for c in plan["configurations"]:
         where = "H100 peak" if c["device"] == "cuda" else "this CPU"
         note = f"  <- {c['note']}" if c["note"] else ""
-        print(f"{c['label']:<31}{_gib(c['peak_bytes']):>11}   {_duration(c['compute_seconds']):>8} at {where:<9}"
+        print(f"{c['label']:<39}{_gib(c['peak_bytes']):>11}   {duration(c['compute_seconds']):>8} at {where:<9}"
               f"  ({c['peak_stage']}){note}")
+    print("(time: FLOPs at peak or weights read at full bandwidth, whichever is longer, per call; loading, "
+          "extraction's grid work and the clean-up are not in it)")
     print(f"\nrelease ({rel['device']}): {rel['memory_gib_default']:.0f} GB default, "
           f"{rel['memory_gib_low_ram']:.0f} GB with --low_ram; ~{rel['seconds_default']:.0f} s default, "
           f"~{rel['seconds_fast']:.0f} s --fast ({rel['frames']} frames). Its times include loading, mesh "
-          "extraction and clean-up, which the compute-bound times above leave out.")
+          "extraction and clean-up.")
     if not 16 <= s["frames"] <= 31:
         print(f"note: the release takes {rel['frames']} frames; {s['frames']} is outside that range (the windows "
               "of 16 sliding by 15 cover any length the same way)")
     sel = plan["selected"]
-    print(f"this run's mode ({sel['label']}): about {_gib(sel['peak_bytes'])} at its peak ({sel['peak_stage']})")
+    default = pipeline_configuration(plan)
+    print(f"this run's mode ({sel['label']}): about {_gib(sel['peak_bytes'])} at its peak ({sel['peak_stage']}), "
+          f"about {duration(sel['compute_seconds'])} at H100 peak")
+    if s["low_vram"]:
+        extra = sel["compute_seconds"] - default["compute_seconds"]
+        print(f"--low-vram against the default: {_gib(sel['peak_bytes'])} instead of {_gib(default['peak_bytes'])}, "
+              f"{extra:+.1f} s of estimated time (the same FLOPs; the guidance pair's two passes read the weights "
+              f"twice per step, which is all it adds); target {plan['low_vram_target_gib']:g} GiB")
     if s["memory_gib"] is not None:
         choice = plan["choice"]
         if choice:
-            print(f"fastest that fits {s['memory_gib']:g} GiB: {choice['label']} (about {_gib(choice['peak_bytes'])})")
+            flag = " --low-vram" if choice["mode"] == "low-vram" else ""
+            print(f"fastest that fits {s['memory_gib']:g} GiB: generate{flag} (about {_gib(choice['peak_bytes'])})")
         else:
-            cpu = plan["configurations"][-1]
+            cpu = pipeline_configuration(plan, device="cpu")
             print(f"nothing fits {s['memory_gib']:g} GiB on a GPU: run on the CPU (about {_gib(cpu['peak_bytes'])} "
-                  f"of RAM, {_duration(cpu['compute_seconds'])} of compute at this machine's rate)")
+                  f"of RAM, {duration(cpu['compute_seconds'])} of compute at this machine's rate)")
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m backend plan", description=__doc__.split("\n\n")[0])
     p.add_argument("--frames", type=int, default=16, help="video frames (the release takes 16-31)")
     p.add_argument("--fast", action="store_true", help="the release's --fast: 50 / 15 steps")
-    p.add_argument("--low-vram", action="store_true", help="headline the release's --low_ram mode")
+    p.add_argument("--low-vram", action="store_true",
+                   help="headline generate --low-vram: one model at a time, the flow transformers' Linear layers "
+                        "in bf16 (autocast's own cast, held once), the guidance pair as two passes")
     p.add_argument("--memory", type=float, default=None, metavar="GiB",
-                   help="accelerator memory: report the fastest device/dtype/mode that fits it")
+                   help="accelerator memory: report the fastest mode of generate that fits it")
     p.add_argument("--resolution", type=int, default=DEFAULT_RESOLUTION, help="extraction grid (cells per axis)")
     p.add_argument("--vertices", type=int, default=DEFAULT_VERTICES, help="vertices Stage II tracks")
     p.add_argument("--alpha", action="store_true",

@@ -1,13 +1,13 @@
 """`check`: what this backend can run here: torch, the device, its memory, and which modes fit.
 
 Modes, as the add-on offers them:
-  default   the learned pipeline with every model kept on the GPU (the release's setting)
-  low_vram  the learned pipeline loading one model at a time and splitting the guidance batch
-            (the release's --low_ram; `generate --low-vram`)
+  default   the learned pipeline (`generate`: one model on the GPU at a time, bf16 autocast)
+  low_vram  the same with the flow transformers' Linear layers in bf16 and the guidance batch
+            split (`generate --low-vram`)
   fit_only  fitting a given mesh to the frames (`generate --method fit`): CPU, no models
 
 A learned mode fits when the GPU's free memory (its total where free is not known) holds the peak
-`python -m backend plan` computes for it: the release's bf16-autocast configurations, traced at
+`python -m backend plan` computes for it: generate's bf16-autocast configurations, traced at
 full size without weights (backend/bench/plan.py). The trace takes some seconds, so it runs once
 per backend process and per frame count. The CPU can run the learned pipeline too (float32; the
 plan's CPU figure), but at hours per clip: it is reported, not offered as a mode.

@@ -44,7 +44,7 @@ from .inputs import (LEARNED_MODELS, METHODS, MODEL_SET_DEFAULT_NAMES, MODEL_SET
 from .outputs import (FIT_RESULT_KEYS, OUTPUT_NAMES, REPORT_KIND, StagedOutput, job_report, job_result,
                       model_revisions, publish, staged_output, write_mesh_glb)
 from .runtime import (DEVICES, SMALL_LAYER_VALUES, SplitGuidanceBatch, StageMeter, amp, autocast_dtype,
-                      loop_threads, pick_device, release_memory)
+                      load_flow_transformer, loop_threads, pick_device, release_memory)
 from .temporal import (FAST_STAGE1_STEPS, LOW_VRAM_STAGE2_QUERY_CHUNK, RELEASE_MAX_FRAMES, RELEASE_MIN_FRAMES, SLIDE,
                        STAGE1_GUIDANCE, STAGE1_STEPS, STAGE2_QUERY_CHUNK, STAGE2_TOKEN_BUDGET, WINDOW,
                        clip_length_warnings, stage1_latents, stage2_offsets, stage2_positions, write_stage1_meshes)
@@ -218,7 +218,8 @@ def run_generate(ctx: JobContext, *, input, out: str, mesh: Optional[str] = None
             ctx.progress("tokens", 1, 1, f"{tuple(tokens.shape)}")
 
         with meter("stage1"):
-            denoiser = TemporalDenoiser.from_pretrained(folders["actionmesh"] / "denoiser", device=dev)
+            denoiser = load_flow_transformer(TemporalDenoiser, folders["actionmesh"] / "denoiser", dev=dev, dtype=dtype,
+                                             low_vram=low_vram)
             if low_vram:
                 denoiser.clear_autocast = True  # the release's lowram preset
             latents, windows = stage1_latents(ctx, denoiser, tokens, bank, num_frames=count, steps=s1, seed=seed,

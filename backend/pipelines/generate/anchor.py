@@ -30,7 +30,7 @@ import numpy as np
 from ...errors import BadInput, Unsupported
 from ...geometry.weld import weld
 from ...jobs import JobContext
-from .runtime import SplitGuidanceBatch, amp, loop_threads, release_memory
+from .runtime import SplitGuidanceBatch, amp, load_flow_transformer, loop_threads, release_memory
 
 # ------------------------------------------------------------------ the release's settings
 
@@ -189,7 +189,7 @@ def generate_anchor(ctx: JobContext, triposg: Path, frame, *, dev: str, dtype, s
     del encoder
     release_memory(dev)
 
-    dit = ShapeDiT.from_pretrained(triposg / "transformer", device=dev)
+    dit = load_flow_transformer(ShapeDiT, triposg / "transformer", dev=dev, dtype=dtype, low_vram=low_vram)
     scheduler = RectifiedFlowScheduler.from_pretrained(triposg, subfolder="scheduler")
     generator = torch.Generator(device=dev).manual_seed(seed)
     noise = torch.randn((1, num_tokens, dit.config["in_channels"]), generator=generator, device=dev)

@@ -1,10 +1,19 @@
 """Device, precision and memory for the generate job's stages.
 
 Memory: each model is loaded when its stage starts and released when it ends, so only one large
-model is on the device at a time. --low-vram also runs the guidance batch as two passes
-(SplitGuidanceBatch) and decodes in smaller chunks. On CUDA the models run under bf16 autocast
-(fp16 where bf16 is not supported; fp16 on MPS); on the CPU in float32. The same seed gives the
-same result on the same device.
+model is on the device at a time. On CUDA the models run under bf16 autocast (fp16 where bf16 is
+not supported; fp16 on MPS); on the CPU in float32. The same seed gives the same result on the
+same device. --low-vram (about 7.2 GiB at its peak for 16 frames, `python -m backend plan --low-vram`,
+so an 8 GB card runs the whole pipeline) also:
+
+- holds the Linear layers of the two 1.4B-parameter flow transformers (TripoSG's DiT, Stage I's
+  denoiser) in the autocast dtype (`load_flow_transformer`): 2.7 GiB instead of 5.4 each. Under
+  autocast every Linear call casts its float32 weight and bias to that dtype anyway, so the
+  products are the same, bit for bit (tests/test_low_vram_numerics.py, on the parity cases); the
+  norms keep float32. The release keeps float32 weights; only where autocast is off would this
+  differ, and there (the CPU) nothing is converted;
+- runs the guidance batch as two passes (SplitGuidanceBatch): one half's activations at a time;
+- decodes in smaller chunks (the VAE's field queries, Stage II's read-out).
 
 What we learned from the upstream code (facebookresearch/actionmesh, read, not copied):
 configs/actionmesh*.yaml's lowram preset (split CFG batch, clear the autocast cache).
@@ -71,6 +80,29 @@ def loop_threads(dev: str, layer_values: int):
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def hold_linear_in(model, dtype):
+    """--low-vram: `model`'s Linear layers (weights and biases) converted to `dtype`, the autocast
+    dtype it will run under, in place; everything else (norms, tables) keeps its dtype. Under
+    autocast a Linear casts its float32 parameters to `dtype` on every call: holding them there
+    gives the same products at half the memory (module docstring)."""
+    import torch
+
+    for module in model.modules():
+        if isinstance(module, torch.nn.Linear):
+            module.to(dtype)
+    return model
+
+
+def load_flow_transformer(cls, folder, *, dev: str, dtype, low_vram: bool):
+    """A flow transformer (ShapeDiT, TemporalDenoiser) from `folder` onto `dev`. With --low-vram
+    under autocast (`dtype` not None) its Linear layers are held in `dtype` (hold_linear_in),
+    converted on the CPU before the move, so the float32 copy never reaches the device."""
+    model = cls.from_pretrained(folder)
+    if low_vram and dtype is not None:
+        hold_linear_in(model, dtype)
+    return model.to(dev)
 
 
 def amp(dev: str, dtype):
