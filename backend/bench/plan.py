@@ -356,11 +356,12 @@ class StageTracer:
                 torch.arange(frames).expand(b, frames), 500.0, torch.zeros(b, frames))
         return build
 
-    def autoencoder(self, frames: int, vertices: int):
-        # One pass = one self-attention stack for `stage2_targets` target times (upstream re-runs
-        # it for each target), then the read-out over every vertex in chunks.
+    def autoencoder(self, frames: int, vertices: int, targets: int):
+        # One pass = one self-attention stack for up to `stage2_targets` of the window's `targets`
+        # target times (upstream re-runs it for each target), then the read-out over every vertex
+        # in chunks.
         def build(m, v, b):
-            k = v.stage2_targets(frames)
+            k = min(v.stage2_targets(frames), targets)
             return lambda: m["actionmesh_autoencoder"](
                 _empty(1, frames, LATENT_TOKENS, self.latent_channels), _empty(1, vertices, 6), 0.0,
                 torch.zeros(1, k), frame_index=torch.arange(frames)[None], target_chunk=k,
@@ -434,12 +435,15 @@ def plan_stages(settings: PlanSettings, tracer: StageTracer) -> List[Stage]:
                         f"{steps} steps x guidance pair"))
 
     # Stage II: per window, one self-attention pass per group of target frames, reading every vertex.
-    by_size = {size: tracer.run(("actionmesh_autoencoder",), tracer.autoencoder(size, settings.vertices))
-               for size in {len(win.frames) for win in windows}}
+    most = {}  # window size -> the most targets a window of that size has
+    for win in windows:
+        most[len(win.frames)] = max(most.get(len(win.frames), 1), len(win.targets))
+    by_size = {size: tracer.run(("actionmesh_autoencoder",), tracer.autoencoder(size, settings.vertices, targets))
+               for size, targets in most.items()}
     total, peak = 0, {}
     for win in windows:
         f, mem, w = by_size[len(win.frames)]
-        per_target = f / VARIANTS["gpu"].stage2_targets(len(win.frames))
+        per_target = f / min(VARIANTS["gpu"].stage2_targets(len(win.frames)), most[len(win.frames)])
         total, peak = total + per_target * len(win.targets), _max_each(peak, mem)
     targets = sum(len(win.targets) for win in windows)
     stages.append(Stage("stage2_autoencoder", ("actionmesh_autoencoder",),
