@@ -49,7 +49,8 @@ QUALITY_ITEMS = [
 ]
 MEMORY_ITEMS = [
     ("AUTO", "Automatic", "The whole guidance batch at once (fastest)"),
-    ("LOW_VRAM", "Low VRAM", "Smaller batches and chunks: slower, less GPU memory"),
+    ("LOW_VRAM", "Low VRAM", "The large transformers held in bf16, the guidance pair in two passes, smaller "
+                             "chunks: about 7 GiB for 16 frames (an 8 GB card), a little slower"),
 ]
 CAMERA_ITEMS = [
     ("SCENE", "Scene Camera", "The clip was filmed by the scene's camera: the mesh is seen as placed in the scene"),
