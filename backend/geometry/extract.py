@@ -9,7 +9,8 @@ the same points `dense_extract` queries. Coarse-to-fine:
 
 1. query every point of a coarse grid (resolution / 2^k cells per axis, about `coarse_resolution`);
 2. at each level, a cell is ACTIVE when its 8 corner values change sign, or when the smallest
-   |value - level| at its corners is below `band` cell sizes (band * h, h = the cell's edge);
+   |value - level| at its corners is below the band: band * h * max(1, s) (h = the cell's edge,
+   s = the field's measured steepness, below);
 3. each active cell is split in 8 (the next level's grid points inside and on it are queried);
    cells that are not active are never queried again: their points take the trilinear
    interpolation of the coarser values, which have the same sign at all 8 corners;
@@ -18,13 +19,29 @@ the same points `dense_extract` queries. Coarse-to-fine:
 The assumption that keeps thin parts (the classic failure of coarse-to-fine) is a bound on how
 fast the field changes: if |f(p) - f(q)| <= L * |p - q| (L = 1 for a true SDF) then every cell
 that contains surface has all corners within L * sqrt(3) * h of the level, so it is active
-whenever `band >= L * sqrt(3)`; and a cell that is not active has no zero inside (its corners are
-more than sqrt(3) * h * L away from the level), so its sign fill is exact. Under that bound the
-result is IDENTICAL to `dense_extract` at the same resolution, however thin a part is (down to
-what the fine grid itself resolves). The default band of 3 cells covers L <= 1.73: a true SDF
-with slack for a learned field that is only roughly one (the VAE is trained towards an SDF). A
-field that grows faster than that far from the surface can lose parts thinner than a coarse cell
-(2 * bounds / coarse_resolution); raise `band` or `coarse_resolution` for it.
+whenever the band is at least L * sqrt(3) * h; and a cell that is not active has no zero inside
+(its corners are further than that from the level), so its sign fill is exact. Under that bound
+the result is IDENTICAL to `dense_extract` at the same resolution, however thin a part is (down
+to what the fine grid itself resolves). The default band of 3 cells covers L <= 1.73 in the
+field's own units: a true SDF with slack for a learned field that is only roughly one.
+
+Steepness: a learned field's units are not a distance's. TripoSG's decoder gives unscaled logits
+(TripoSG issue #46: of the order of 100x a distance near the surface; the official flash
+extraction's value band, |f| < 0.95 dilated by two grid points, is only narrow for such a field).
+With a band fixed in field units a field k times steeper than a distance gets a band k times
+narrower in space. `python -m backend bench extract` measured the loss at the release's 512
+(coarse 32^3), band fixed: at k = 32 a 0.5 %-thick plate lost pieces 15 cells wide and a
+1 %-radius rod fell into 3 pieces; at k = 100 both fell into 5 (on its scale model of that grid,
+nothing was lost up to k = 8). So each level measures s = `_steepness` (the 90th percentile of
+|f(a) - f(b)| / |a - b| over the grid edges that cross the level; 0.92-0.97 for a true distance),
+keeps the largest so far, and scales the band by it: about the same cells are active for k * f as
+for f, and those meshes are the dense ones again. s never narrows the band below band * h
+(max(1, s)): the tiny VAE's field is 10x flatter than a distance across its surface (s = 0.05-0.14)
+but up to 1.8x steeper a coarse cell's diagonal away from it. What s cannot see is a field that
+is flat near its surface and much steeper further out; such a field can still lose parts thinner
+than a coarse cell (2 * bounds / coarse_resolution): raise `band` for it. A field that saturates
+within a coarse cell (a truncated distance) makes the band cover the saturated values:
+refinement is then as costly as the dense grid, never wrong.
 
 Memory: the full-resolution value array is dense float32 ((resolution + 1)^3 * 4 bytes, 68 MB at
 256) and the indices of the points still to query are int64; the queries themselves go to
@@ -137,6 +154,49 @@ def _active_cells(values: np.ndarray, level: float, band_value: float) -> np.nda
     return crossing | near
 
 
+def _steepness(values: np.ndarray, level: float, step: float) -> float:
+    """The field's slope across its surface, a distance's being 1: the 90th percentile of
+    |f(a) - f(b)| / step over the grid edges whose ends lie on either side of `level`.
+
+    Edges meet the surface at all angles, so an exact distance gives 0.92-0.97 (the thin shapes of
+    `bench extract`), and a field k times steeper about 0.95 k. The percentile, not the maximum:
+    one wild edge of a learned field would widen the band everywhere."""
+    steps = _crossing_steps(values, level)
+    if len(steps) == 0:
+        # No edge crosses: all of the surface lies between grid points (every part is thinner than
+        # a cell), where only the band can find it. The edges at the points nearest the level
+        # stand in, or a field 100x a distance would get a band 100x too narrow and lose it all.
+        steps = _steps_near_level(values, level)
+    return float(np.percentile(steps, 90)) / step if len(steps) else 0.0
+
+
+def _crossing_steps(values: np.ndarray, level: float) -> np.ndarray:
+    """|f(a) - f(b)| over the grid edges with one end above `level` and the other not."""
+    inside = values > level
+    steps = []
+    for axis in range(3):
+        a, m = np.moveaxis(values, axis, 0), np.moveaxis(inside, axis, 0)
+        crossing = m[:-1] != m[1:]
+        steps.append(np.abs(a[1:][crossing] - a[:-1][crossing]))
+    return np.concatenate(steps)
+
+
+def _steps_near_level(values: np.ndarray, level: float) -> np.ndarray:
+    """|f(a) - f(b)| over the grid edges that touch the 1 % of grid points (at least 8) nearest
+    `level`."""
+    gap = np.abs(values - level).ravel()
+    k = min(gap.size, max(8, gap.size // 100))
+    near = np.zeros(gap.size, dtype=bool)
+    near[np.argpartition(gap, k - 1)[:k]] = True
+    near = near.reshape(values.shape)
+    steps = []
+    for axis in range(3):
+        a, m = np.moveaxis(values, axis, 0), np.moveaxis(near, axis, 0)
+        touching = m[:-1] | m[1:]
+        steps.append(np.abs(a[1:][touching] - a[:-1][touching]))
+    return np.concatenate(steps)
+
+
 def _level_plan(resolution: int, coarse_resolution: int) -> list[int]:
     """Resolutions from coarse to fine, each doubling, ending at `resolution`."""
     levels = [resolution]
@@ -187,11 +247,14 @@ def extract_mesh(sdf_fn, *, resolution: int = 256, bounds: float = 1.005, level:
     del coarse
     level_stats = [dict(resolution=plan[0], queries=int(values.size), active_cells=None)]
     candidates = np.ones((plan[0],) * 3, dtype=bool)  # cells whose corners are all exact
+    steepness = 0.0
 
     for li, res in enumerate(plan[1:], start=2):
         prev = res // 2
         h_prev = 2.0 * bounds / prev
-        active = candidates & _active_cells(values, level, band * h_prev)
+        steepness = max(steepness, _steepness(values, level, h_prev))
+        band_value = band * h_prev * max(1.0, steepness)
+        active = candidates & _active_cells(values, level, band_value)
         cells = np.argwhere(active)  # [K, 3] at resolution prev
         values = _upsample(values)
         # Points of the new grid inside or on an active cell: 2*c + {0,1,2}^3; the even ones
@@ -207,7 +270,7 @@ def extract_mesh(sdf_fn, *, resolution: int = 256, bounds: float = 1.005, level:
         if len(ijk):
             new = query(to_flat(ijk, res), f"level {li}/{len(plan)} ({res}^3, {len(cells)} active cells)")
             values[ijk[:, 0], ijk[:, 1], ijk[:, 2]] = new
-        level_stats[-1]["active_cells"] = int(len(cells))
+        level_stats[-1].update(active_cells=int(len(cells)), band_value=float(band_value))
         level_stats.append(dict(resolution=res, queries=int(len(ijk)), active_cells=None))
         # Children of active cells are the next level's candidates.
         candidates = np.zeros((res,) * 3, dtype=bool)
@@ -220,6 +283,7 @@ def extract_mesh(sdf_fn, *, resolution: int = 256, bounds: float = 1.005, level:
     dense = n_fine ** 3
     stats = dict(
         method="coarse_to_fine", resolution=int(resolution), coarse_resolution=int(plan[0]), band=float(band),
+        steepness=float(steepness),
         levels=level_stats, queries=int(query.queries), dense_queries=int(dense),
         query_ratio=query.queries / dense, calls=int(query.calls), max_batch=int(query.max_batch),
         query_seconds=query.seconds, seconds=time.perf_counter() - started,
