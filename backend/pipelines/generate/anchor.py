@@ -39,7 +39,10 @@ STAGE0_GUIDANCE = 7.5
 FACE_BUDGET = 40_000
 FLOATER_FRACTION = 0.02
 SURFACE_POINTS = 16_384
-# TripoSG's hierarchical extraction goes to octree depth 9, i.e. 512 cells per axis, in +-1.005.
+# The release extracts at octree depth 9 in +-1.005: 512 cells per axis, nominally. (Its flash
+# extraction actually refines 63 -> 126 -> 252 -> 504 cells and then divides by 512, so its mesh
+# comes out scaled by 504/512 towards the -1.005 corner: 0.016 off at the centre. We extract on a
+# true 512 grid, where the field's surface is, and do not copy that.)
 EXTRACT_RESOLUTION = 512
 EXTRACT_BOUNDS = 1.005
 
