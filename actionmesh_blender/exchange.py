@@ -68,6 +68,26 @@ def fit_summary(frame_fit) -> str:
     return line
 
 
+def video_fit_summary(outputs: dict) -> str:
+    """One line on how well a video fit follows the frames, from the job's result: the mean
+    silhouette IoU of the still mesh and of the fitted one. Empty when the job ran no fit."""
+    try:
+        before, after = float(outputs["iou_before"]), float(outputs["iou_after"])
+    except (TypeError, KeyError, ValueError):
+        return ""
+    return f"silhouette IoU {before:.2f} -> {after:.2f}"
+
+
+def warnings_summary(warnings) -> str:
+    """The job's warnings, for the status line: the first in full (it says what to check), and
+    how many more (each is also in the info log)."""
+    warnings = [str(w) for w in (warnings or [])]
+    if not warnings:
+        return ""
+    more = f" (+{len(warnings) - 1} more in the info log)" if len(warnings) > 1 else ""
+    return f"check: {warnings[0]}{more}"
+
+
 def read_animation(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """(vertices [V,3], triangles [F,3], offsets [T,V,3], fps) of an animation.npz with its own mesh
     (the `generate` job's result), checked."""

@@ -6,6 +6,8 @@ rendered by Blender; fps mapping; the scene camera as camera.json; the panel's o
 bad input, a cancel and a killed backend leaving the scene as it was; one undo removing a result.
 """
 
+import re
+
 import numpy as np
 
 from blender_harness import run_blender
@@ -178,7 +180,8 @@ moved = float(np.abs(generated_offsets(obj)).max()) if keys else 0.0
 out = dict(status=status, error=error, line=state.status, keys=keys, frames=key_frames(obj) if keys else [],
            uv_same=uv_same, materials=[materials, [m.name for m in obj.data.materials]],
            vertices=[n_vertices, len(obj.data.vertices)], moved=moved,
-           method=session.current_job.outputs.get("method") if session.current_job.outputs else None)
+           method=session.current_job.outputs.get("method") if session.current_job.outputs else None,
+           warnings=list(session.current_job.outputs.get("warnings", [])))
 # The estimated camera comes into the scene: the panda seen through it covers frame 0's object.
 cam = bpy.data.objects.get(obj.name + " Camera")
 out["camera"] = cam is not None and cam.type == "CAMERA"
@@ -206,6 +209,9 @@ result(**out)
     assert r["method"] == "fit"
     assert r["camera"] and r["inside"] > 0.9, r.get("inside")
     assert "estimated camera" in r["line"]
+    # The status line says how well the fit follows the frames, and what to check when warned.
+    assert re.search(r"silhouette IoU 0\.\d\d -> 0\.\d\d", r["line"]), r["line"]
+    assert ("; check: " + r["warnings"][0] in r["line"]) if r["warnings"] else "check:" not in r["line"], r
     assert r["keys"] == ["Basis", "AM_000", "AM_001", "AM_002"]
     assert r["frames"] == [1, 2, 3], "a folder's frames at the scene's rate: one key per frame"
     assert r["uv_same"] and r["materials"][0] == r["materials"][1] and r["vertices"][0] == r["vertices"][1]

@@ -27,7 +27,7 @@ import bpy
 
 from .. import session
 from ..backend_client import BackendUnavailable, Job
-from ..exchange import ResultError, fit_summary
+from ..exchange import ResultError, fit_summary, video_fit_summary, warnings_summary
 from ..preferences import backend_python, user_dir
 
 KEEP_JOB_DIRS = 5
@@ -230,9 +230,10 @@ class JobOperator(ModalJob):
         for warning in job.outputs.get("warnings", []):
             self.report({"WARNING"}, warning)
         state.status = f"{summary} in {time.monotonic() - self._started:.1f} s"
-        fit = fit_summary(job.outputs.get("frame_fit"))
-        if fit:
-            state.status += f"; {fit}"
+        for line in (fit_summary(job.outputs.get("frame_fit")), video_fit_summary(job.outputs),
+                     warnings_summary(job.outputs.get("warnings"))):
+            if line:
+                state.status += f"; {line}"
         self.report({"INFO"}, f"ActionMesh: {state.status}")
         return {"FINISHED"}
 
