@@ -215,6 +215,22 @@ def _graph_pose(graph, init_offsets, weld, n_welded, centre, scale, rest_t, poin
     return rvecs, trans
 
 
+def _depth_share(positions: torch.Tensor, camera) -> list:
+    """Per frame, how much of the motion since frame 0 runs along the view: the sum over vertices
+    of |motion . line of sight| over the sum of |motion| (0: all across the picture, 1: all toward
+    or away from the camera). One view sees motion across it; motion along it is the fit's guess
+    (rigidity, stillness), so a frame whose motion is mostly along the view is mostly guessed."""
+    rotation, translation = camera[1].detach(), camera[2].detach()
+    centre = -(rotation.T @ translation)  # the camera's position in the mesh frame
+    sight = torch.nn.functional.normalize(positions[0] - centre, dim=-1)
+    shares = []
+    for frame in positions:
+        motion = frame - positions[0]
+        size = motion.norm(dim=-1).sum()
+        shares.append(float((motion * sight).sum(-1).abs().sum() / size) if size > 0 else 0.0)
+    return shares
+
+
 def canonical_rotation(vertices: np.ndarray) -> np.ndarray:
     """A proper rotation [3, 3] that turns the mesh into a frame of its own: its longest box side
     along x, the next along y, each pointing where its vertices lie further out (the sign of the
@@ -572,10 +588,11 @@ def _fit(vertices, faces, frames, camera, settings, progress, should_cancel, ini
 
     # Every vertex now, from the fitted node motions (rvecs/trans hold the final values).
     full = torch.stack([graph.deform(rest_all, rvecs[t], trans[t]) for t in range(n_frames)]).detach()
+    depth_share = _depth_share(full, cam_fixed)
     for t in range(n_frames):
         uv = project(full[t], cam_fixed)[0].numpy()
         entry = {"frame": t, "iou_before": round(iou_still[t], 4),
-                 "iou_after": round(silhouette_iou(uv, fw, masks[t]), 4)}
+                 "iou_after": round(silhouette_iou(uv, fw, masks[t]), 4), "depth_share": round(depth_share[t], 4)}
         if t and flow_cache.get(t) is not None:
             idx, carried = flow_cache[t]
             still_uv = project(rest_t, cam_fixed)[0]

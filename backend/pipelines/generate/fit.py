@@ -13,8 +13,10 @@ naming the models to fetch.
 
 Both write report.json's "fit" object (fit_frames), with the same keys:
   per_frame: per frame, the silhouette IoU and (frames after 0) the flow residual before and after
-    the fit (iou_before, iou_after, flow_residual_before, flow_residual_after);
-  iou_before, iou_after: their means over the frames;
+    the fit (iou_before, iou_after, flow_residual_before, flow_residual_after), and depth_share: how
+    much of the fitted motion since frame 0 runs along the line of sight (0 across the picture, 1
+    toward or away from the camera: what one view does not see, so what the fit guessed);
+  iou_before, iou_after, depth_share: their means over the frames;
   camera_used (camera.json's content), camera_estimated (no --camera), camera_iou (frame 0's
     silhouette IoU after the camera step);
   settings (backend.fitting's FitSettings), seconds (the fit's own timings).
@@ -57,6 +59,7 @@ def fit_frames(ctx: JobContext, vertices: np.ndarray, faces: np.ndarray, rgba: n
         "per_frame": fitted.report,
         "iou_before": round(float(np.mean([r["iou_before"] for r in fitted.report])), 4),
         "iou_after": round(float(np.mean([r["iou_after"] for r in fitted.report])), 4),
+        "depth_share": round(float(np.mean([r["depth_share"] for r in fitted.report[1:]] or [0.0])), 4),
         "camera_used": fitted.camera.to_dict(), "camera_estimated": fitted.camera_estimated,
         "camera_iou": fitted.camera_iou, "settings": dataclasses.asdict(settings),
         "seconds": {k: round(v, 3) for k, v in fitted.seconds.items()}}
