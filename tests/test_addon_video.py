@@ -219,22 +219,26 @@ result(**out)
     assert r["undone"]
 
 
+# A Suzanne ("Mover") sliding 0.6 along X over scene frames 1-4, for the motion transfer tests.
+SLIDING_MOVER = '''
+scene = bpy.context.scene
+scene.frame_start, scene.frame_end, scene.frame_current = 1, 4, 1
+bpy.ops.mesh.primitive_monkey_add(size=2.0, location=(0, 0, 0))
+mover = bpy.context.active_object
+mover.name = "Mover"
+mover.keyframe_insert("location", frame=1)
+mover.location.x = 0.6
+mover.keyframe_insert("location", frame=4)
+'''
+
+
 def test_transfer_motion_from_animated_object(bpy_version, extension_zip, tmp_path):
     """A Suzanne slides along +X over 4 frames; another one standing in the same place takes its
     motion (a shape without rotational symmetry, so the camera's refinement cannot turn freely),
     rendered by Workbench in a temporary scene and fitted, through a temporary framing camera and
     through the scene camera. The user's scene (render settings, frame, camera, selection) is
     exactly as before, plus the keys."""
-    script = PRELUDE.format(zip=extension_zip) + VIDEO_PRELUDE + '''
-scene = bpy.context.scene
-scene.frame_start, scene.frame_end, scene.frame_current = 1, 4, 2
-bpy.ops.mesh.primitive_monkey_add(size=2.0, location=(0, 0, 0))
-mover = bpy.context.active_object
-mover.name = "Mover"
-mover.location.x = 0.0
-mover.keyframe_insert("location", frame=1)
-mover.location.x = 0.6
-mover.keyframe_insert("location", frame=4)
+    script = PRELUDE.format(zip=extension_zip) + VIDEO_PRELUDE + SLIDING_MOVER + '''
 bpy.ops.mesh.primitive_monkey_add(size=2.0, location=(0, 0, 0))
 target = bpy.context.active_object
 target.name = "Target"
@@ -303,16 +307,9 @@ def test_transfer_motion_to_a_target_placed_away_is_as_good_as_in_place(bpy_vers
     1.5x larger). The target is fitted as if it stood in the source's place, so both get the
     source's motion in their own space (0.6 along their local X): the same error against that
     truth. (Fitted where it stood, the target beside the source was thrown units away.)"""
-    script = PRELUDE.format(zip=extension_zip) + VIDEO_PRELUDE + '''
+    script = PRELUDE.format(zip=extension_zip) + VIDEO_PRELUDE + SLIDING_MOVER + '''
 import math
-scene = bpy.context.scene
-scene.frame_start, scene.frame_end, scene.frame_current = 1, 4, 1
-bpy.ops.mesh.primitive_monkey_add(size=2.0, location=(0, 0, 0))
-mover = bpy.context.active_object
-mover.name = "Mover"
-mover.keyframe_insert("location", frame=1)
-mover.location.x = 0.6
-mover.keyframe_insert("location", frame=4)
+scene.frame_set(1)
 errors, moved = {}, {}
 for name, location, turn, scale in (("InPlace", (0, 0, 0), 0.0, 1.0), ("Away", (3.0, 1.0, 0.0), 90.0, 1.5)):
     bpy.ops.mesh.primitive_monkey_add(size=2.0, location=location)
