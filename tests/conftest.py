@@ -8,7 +8,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from backend_cli import run_backend  # noqa: E402
-from blender_harness import BPY_VERSIONS, REPO, SHARED  # noqa: E402
+from blender_harness import BPY_VERSIONS, REPO, SHARED, missing_data  # noqa: E402
 
 
 @pytest.fixture(params=sorted(BPY_VERSIONS), ids=lambda v: f"blender{v}")
@@ -20,7 +20,7 @@ def bpy_version(request):
 def shared_examples():
     path = SHARED / "examples"
     if not path.is_dir():
-        pytest.skip(f"needs the shared example data at {path} (present in CI, absent in a user's clone)")
+        missing_data(f"needs the shared example data at {path} (present in CI, absent in a user's clone)")
     return path
 
 

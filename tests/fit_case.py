@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+from blender_harness import missing_data
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "tools" / "render_fit_cases.py"
@@ -18,7 +18,7 @@ PANDA = REPO.parent / "shared" / "examples" / "panda" / "panda.glb"
 def render_case(root: Path, case: str = "panda-bend", frames: int = 6, size: int = 128) -> Path:
     """Renders `case` under `root` and returns its folder; skips where the shared data is absent."""
     if not PANDA.is_file():
-        pytest.skip(f"needs the shared example data at {PANDA.parent.parent} (present in CI, absent in a user's clone)")
+        missing_data(f"needs the shared example data at {PANDA.parent.parent} (present in CI, absent in a user's clone)")
     proc = subprocess.run([sys.executable, str(SCRIPT), "--out", str(root), "--cases", case, "--frames", str(frames),
                            "--size", str(size), "--samples", "4", "--no-denoise", "--panda", str(PANDA)],
                           cwd=REPO, capture_output=True, text=True, timeout=300)

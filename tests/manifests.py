@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from blender_harness import SHARED
+from blender_harness import SHARED, missing_data
 
 OFFICIAL = SHARED / "official"
 
@@ -12,7 +12,7 @@ OFFICIAL = SHARED / "official"
 def official_manifest(filename: str, key: str) -> dict:
     path = OFFICIAL / filename
     if not path.is_file():
-        pytest.skip(f"needs the official parameter manifest at {path} (shared data, absent in a user's clone)")
+        missing_data(f"needs the official parameter manifest at {path} (shared data, absent in a user's clone)")
     return json.loads(path.read_text())[key]
 
 

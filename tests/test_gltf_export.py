@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from blender_harness import run_blender
+from blender_harness import missing_data, run_blender
 
 FRAMES = 4
 
@@ -57,8 +57,8 @@ def panda_glb(tmp_path_factory):
 
     source = SHARED / "examples" / "panda" / "panda.glb"
     if not source.is_file():
-        pytest.skip(f"needs the shared example data at {source.parent.parent} "
-                    "(present in CI, absent in a user's clone)")
+        missing_data(f"needs the shared example data at {source.parent.parent} "
+                     "(present in CI, absent in a user's clone)")
     mesh = load_mesh(source)
     surface = load_surface_attributes(source, mesh)
     rng = np.random.default_rng(0)

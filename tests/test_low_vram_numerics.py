@@ -21,7 +21,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from blender_harness import REPO  # noqa: E402
+from blender_harness import REPO, missing_data  # noqa: E402
 
 PARITY = Path(os.environ.get("ACTIONMESH_PARITY_DIR") or REPO.parent / "shared" / "official" / "parity")
 # The cases that run a flow transformer, and the outputs it produces there.
@@ -40,7 +40,7 @@ MODES = {"float32": (False, False, False), "autocast": (False, True, False),
 def _case_dir(kind: str) -> Path:
     """The case of that kind in the parity set (its folder is named after it in the public set)."""
     if not PARITY.is_dir():
-        pytest.skip(f"needs the official parity cases at {PARITY} (shared data; or set ACTIONMESH_PARITY_DIR)")
+        missing_data(f"needs the official parity cases at {PARITY} (shared data; or set ACTIONMESH_PARITY_DIR)")
     for d in sorted(PARITY.iterdir()):
         if (d / "case.json").is_file() and json.loads((d / "case.json").read_text())["kind"] == kind:
             return d

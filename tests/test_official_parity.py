@@ -21,7 +21,7 @@ from PIL import Image
 torch = pytest.importorskip("torch")
 pytest.importorskip("safetensors")
 
-from blender_harness import REPO  # noqa: E402
+from blender_harness import REPO, missing_data  # noqa: E402
 from manifests import assert_matches_manifest, official_manifest  # noqa: E402
 
 from backend.models.configs import ACTIONMESH_DENOISER_CONFIG, TRIPOSG_DIT_CONFIG  # noqa: E402
@@ -408,10 +408,11 @@ RUNNERS = {
 }
 
 
-@pytest.mark.skipif(not PARITY.is_dir(), reason=f"needs the official parity cases at {PARITY} (shared data, "
-                                                 "absent in a user's clone; or set ACTIONMESH_PARITY_DIR)")
 @pytest.mark.parametrize("name", _case_names() or ["<none>"])
 def test_official_parity_case(name, capsys):
+    if not PARITY.is_dir():
+        missing_data(f"needs the official parity cases at {PARITY} (shared data, absent in a user's clone; "
+                     "or set ACTIONMESH_PARITY_DIR)")
     case = Case(PARITY / name)
     runner = RUNNERS.get(case.meta["kind"])
     assert runner is not None, f"no parity runner for case kind {case.meta['kind']!r}"
@@ -439,7 +440,6 @@ def test_actionmesh_denoiser_config_matches_official_manifest():
     assert_matches_manifest(model, official)
 
 
-@pytest.mark.skipif(not (PARITY / "rmbg").is_dir(), reason=f"needs the rmbg parity case in {PARITY}")
 def test_rmbg_full_width_layout_is_the_released_file():
     """Our BriaRMBG at the released widths has the official state_dict (names in order, dtypes,
     shapes, as the rmbg case lists them), and saved with safetensors it is exactly as large as the
@@ -448,6 +448,8 @@ def test_rmbg_full_width_layout_is_the_released_file():
 
     from backend.models.rmbg import BriaRMBG
 
+    if not (PARITY / "rmbg").is_dir():
+        missing_data(f"needs the rmbg parity case in {PARITY}")
     full = Case(PARITY / "rmbg").meta["full_size"]
     with torch.device("meta"):
         model = BriaRMBG()

@@ -9,7 +9,6 @@ The Blender side of the same input is in test_addon.py.
 """
 
 import json
-import os
 import subprocess
 import sys
 
@@ -17,7 +16,7 @@ import numpy as np
 import pytest
 import trimesh
 
-from blender_harness import REPO
+from blender_harness import REPO, missing_data
 
 N_FRAMES = 8
 # Vertex error / error of leaving the mesh still, measured 2026-11-30 (8 frames, seed 0; a
@@ -32,10 +31,7 @@ def _md2_or_skip():
 
     folder = md2_folder()
     if folder is None:
-        reason = "the MD2 characters are not installed (python3 build.py setup unpacks them from assimp-testmodels)"
-        if os.environ.get("CI"):
-            pytest.fail(reason + "; CI must have them")
-        pytest.skip(reason)
+        missing_data("the MD2 characters are not installed (python3 build.py setup unpacks them from assimp-testmodels)")
     return folder
 
 
