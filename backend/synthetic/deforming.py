@@ -241,3 +241,81 @@ def bend_hinge_squash(vertices, n_frames, seed=0):
         scale[main] = k
         out.append(centre + (p - centre) * scale)
     return np.stack(out)
+
+
+def twist_turn(vertices, n_frames, seed=0, up=1):
+    """Turning at the waist to look round, with a sideways lean: [T,V,3].
+
+    Twist: about the up axis (index `up` of the coordinates) through the box centre, by an angle
+    that grows from nothing at the lowest point to its full size at the top, so the feet stay
+    planted. Lean: about the front axis (the shorter of the other two), growing the same way.
+    Both start exactly at the rest pose and move smoothly. Most of the twist is motion along the
+    view for a camera in front, which one view sees only through foreshortening and texture."""
+    v = np.asarray(vertices, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    lo, hi = v.min(axis=0), v.max(axis=0)
+    centre, extent = 0.5 * (lo + hi), np.maximum(hi - lo, 1e-12)
+    others = [a for a in range(3) if a != up]
+    side, front = sorted(others, key=lambda a: extent[a], reverse=True)
+    axis_of = np.eye(3)
+    # The same lean whichever order the file's axes come in (a Z-up copy leans as its Y-up one).
+    lean_sign = float(np.cross(axis_of[side], axis_of[up]) @ axis_of[front])
+    height = (v[:, up] - lo[up]) / extent[up]  # 0 at the feet, 1 at the top
+    grow = _smoothstep(0.1, 0.9, height)
+    phase = rng.uniform(-0.3, 0.3, 2)
+    cycle = max(n_frames, 16) * rng.uniform(0.9, 1.1)
+    amps = np.array([0.7, 0.15]) * rng.uniform(0.85, 1.15, 2)
+    out = []
+    for t in range(n_frames):
+        s = np.sin(2 * np.pi * t / cycle + phase) - np.sin(phase)
+        p = _rotate(v, axis_of[up], centre, amps[0] * s[0] * grow)  # twist
+        p = _rotate(p, axis_of[front], centre, lean_sign * amps[1] * s[1] * grow)  # lean
+        out.append(p)
+    return np.stack(out)
+
+
+def wave_limb(vertices, n_frames, seed=0, up=1):
+    """One arm raised and waved: [T,V,3].
+
+    The arm is what reaches out along the side axis (the longer of the two axes across `up`) past
+    0.55 of the half-width on the + side, within a band round the height where the mesh is widest
+    (an ear or a hat brim above it stays put). It turns about the front axis through a shoulder
+    at the cut, rising to about a radian over the first third of the clip and then waving about
+    that, with a smaller swing forward and back about the up axis; the turn is blended in over
+    0.1 of the half-width so the shoulder's surface stays smooth. The body leans away from the
+    arm and turns toward it a little as it rises (both growing with height from the feet, as in
+    twist_turn), so more than a hand moves. Starts exactly at the rest pose."""
+    v = np.asarray(vertices, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    lo, hi = v.min(axis=0), v.max(axis=0)
+    centre, extent = 0.5 * (lo + hi), np.maximum(hi - lo, 1e-12)
+    others = [a for a in range(3) if a != up]
+    side = max(others, key=lambda a: extent[a])
+    front = min(others, key=lambda a: extent[a])
+    axis_of = np.eye(3)
+    # Turning about +front carries +side toward +up in a right-handed order of the axes only.
+    lift_sign = float(np.cross(axis_of[side], axis_of[up]) @ axis_of[front])
+    across = (v[:, side] - centre[side]) / (0.5 * extent[side])
+    arm_height = v[np.argmax(v[:, side]), up]
+    band = _smoothstep(0.35, 0.25, np.abs(v[:, up] - arm_height) / (0.5 * extent[up]))
+    weight = _smoothstep(0.5, 0.6, across) * band
+    shoulder = centre.copy()
+    shoulder[side] += 0.55 * 0.5 * extent[side]
+    shoulder[up] = arm_height
+    raise_to = 1.0 * rng.uniform(0.85, 1.15)
+    wave_amp, swing_amp = 0.35 * rng.uniform(0.85, 1.15), 0.2 * rng.uniform(0.85, 1.15)
+    waves = rng.uniform(1.5, 2.0)  # waves over the clip
+    lean, turn = 0.12 * rng.uniform(0.85, 1.15), 0.3 * rng.uniform(0.85, 1.15)
+    grow = _smoothstep(0.1, 0.9, (v[:, up] - lo[up]) / extent[up])
+    out = []
+    for t in range(n_frames):
+        x = t / max(n_frames - 1, 1)
+        ramp = _smoothstep(0.0, 0.35, np.array([x]))[0]
+        lift = ramp * (raise_to + wave_amp * np.sin(2 * np.pi * waves * x))
+        p = _rotate(v, axis_of[front], shoulder, lift_sign * weight * lift)
+        p = _rotate(p, axis_of[up], shoulder, weight * ramp * swing_amp * np.sin(np.pi * waves * x))
+        # The arm's own turn first, about its shoulder; then the body carries it.
+        p = _rotate(p, axis_of[front], centre, lift_sign * lean * ramp * grow)
+        p = _rotate(p, axis_of[up], centre, turn * ramp * grow)
+        out.append(p)
+    return np.stack(out)
