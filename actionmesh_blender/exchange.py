@@ -70,12 +70,15 @@ def fit_summary(frame_fit) -> str:
 
 def video_fit_summary(outputs: dict) -> str:
     """One line on how well a video fit follows the frames, from the job's result: the mean
-    silhouette IoU of the still mesh and of the fitted one. Empty when the job ran no fit."""
+    silhouette IoU of the still mesh and of the fitted one, and how many frames the fit's verdict
+    held back. Empty when the job ran no fit."""
     try:
         before, after = float(outputs["iou_before"]), float(outputs["iou_after"])
     except (TypeError, KeyError, ValueError):
         return ""
-    return f"silhouette IoU {before:.2f} -> {after:.2f}"
+    held = outputs.get("held_frames") or []
+    line = f"silhouette IoU {before:.2f} -> {after:.2f}"
+    return line + (f", {len(held)} frame{'s' if len(held) != 1 else ''} held back" if held else "")
 
 
 def warnings_summary(warnings) -> str:

@@ -73,6 +73,10 @@ def test_fit_with_the_camera_beats_the_still_mesh(case, tmp_path):
     assert abs(report["fit"]["depth_share"] - true_share) < 0.25, (report["fit"]["depth_share"], true_share)
     assert report["fit"]["camera_used"]["intrinsics"]["width"] == SIZE
     assert (out / "camera.json").is_file() and (out / "animated.glb").is_file()
+    # The verdict: two fits of the clip agree on this motion, seen across the view: nothing held.
+    assert all(0 <= f["disagreement"] < 1 and f["trust"] == 1 for f in frames), frames
+    assert report["fit"]["held_frames"] == [] and result["held_frames"] == []
+    assert report["fit"]["settings"]["second_opinion"] is True
     from backend.fitting.camera import Camera
 
     Camera.load(out / "camera.json")  # a camera the fit (or the add-on) can read back
@@ -316,3 +320,107 @@ def test_the_fit_does_not_depend_on_which_axis_the_file_calls_up(case, tmp_path)
     np.testing.assert_allclose(z_up.offsets @ y_to_z, y_up.offsets, atol=1e-6)
     np.testing.assert_allclose(z_up.camera.rotation @ y_to_z, y_up.camera.rotation, atol=1e-9)
     assert np.abs(y_up.offsets).max() > 0  # it moved
+
+
+def _verdict_case(parts, init=None, second_iou=0.5, step=0.1):
+    """Two fits of a 4-frame clip moving along x by 0.1 a frame, the second parting from the first
+    by `parts[t]` of frame t's motion (along y), its silhouettes at `second_iou` against the
+    first's 0.9; -> (the kept FitResult after the verdict, the first's offsets, the second's)."""
+    from backend.fitting.camera import Camera, look_rotation
+    from backend.fitting.fit import FitResult, FitSettings, _verdict
+
+    rng = np.random.default_rng(0)
+    v = rng.uniform(-0.5, 0.5, (40, 3))
+    faces = np.array([[0, 1, 2], [2, 3, 4], [5, 6, 7]])
+    a = np.zeros((4, 40, 3), np.float32)
+    a[:, :, 0] = step * np.arange(4)[:, None]
+    b = a.copy()
+    b[:, :, 1] += (step * np.arange(4) * np.asarray(parts))[:, None]
+    rotation = look_rotation(np.array([0.0, 1.0, 0.0]), 0.0, 0.0)
+    camera = Camera(40.0, 40.0, 15.5, 15.5, 32, 32, rotation, np.array([0.0, 0.0, 4.0]))
+    frames = np.zeros((4, 32, 32, 4), np.uint8)
+    frames[:, 8:24, 8:24, 3] = 255
+
+    def report(iou):
+        out = [{"frame": t, "iou_after": iou, "flow_residual_after": 0.1} for t in range(4)]
+        out[1]["flow_residual_after"] = 0.02 * 32 + 0.1  # off the flow: warned, not held
+        return out
+
+    first, second = FitResult(a, camera, report(0.9)), FitResult(b, camera, report(second_iou))
+    return _verdict(first, second, v, faces, frames, FitSettings(), init), a, b
+
+
+def test_the_verdict_holds_frames_where_two_fits_part():
+    kept, a, _ = _verdict_case([0.0, 0.5, 1.5, 3.0])
+    # hold_from 1.0, hold_to 2.0: 0.5 kept whole, 1.5 halfway, 3.0 not at all.
+    assert [e["trust"] for e in kept.report] == [1.0, 1.0, 0.5, 0.0]
+    assert [e["disagreement"] for e in kept.report] == [0.0, 0.5, 1.5, 3.0]
+    np.testing.assert_allclose(kept.offsets[:2], a[:2])
+    np.testing.assert_allclose(kept.offsets[2], 0.5 * a[2], atol=1e-6)  # halfway to the still pose
+    np.testing.assert_allclose(kept.offsets[3], a[0])  # the still pose (frame 0's fit)
+    assert kept.held == [2, 3]
+    assert kept.warnings[0].startswith("frame(s) 2-3 held toward the still pose")
+    assert "up to 300% of the motion found" in kept.warnings[0]
+    assert kept.warnings[1].startswith("frame(s) 1: the fit does not follow the video's motion")
+    assert len(kept.warnings) == 2
+
+
+def test_the_verdict_keeps_the_fit_whose_silhouettes_agree_better():
+    kept, _, b = _verdict_case([0.0, 0.2, 0.2, 0.2], second_iou=0.95)
+    np.testing.assert_array_equal(kept.offsets, b)
+    # Measured against the kept fit's own motion: 0.2 of a's motion is 0.2 / |(1, 0.2)| of b's.
+    assert kept.report[2]["disagreement"] == round(0.2 / np.hypot(1.0, 0.2), 4)
+
+
+def test_the_verdict_holds_toward_the_learned_guess_when_there_is_one():
+    guess = np.full((4, 40, 3), 0.05, np.float32)
+    kept, a, _ = _verdict_case([0.0, 0.0, 0.0, 4.0], init=guess)
+    np.testing.assert_allclose(kept.offsets[3], guess[3])
+    np.testing.assert_allclose(kept.offsets[:3], a[:3])
+    assert kept.held == [3] and "held toward the learned guess" in kept.warnings[0]
+
+
+def test_a_clip_whose_fits_part_but_not_enough_to_hold_is_warned_about():
+    kept, a, _ = _verdict_case([0.0, 0.6, 0.6, 0.6])
+    assert kept.held == [] and np.array_equal(kept.offsets, a)
+    assert kept.warnings[0].startswith("two fits of this clip part by 60% of the motion found, on average")
+
+
+def test_a_fit_that_two_graphs_agree_on_holds_nothing_and_warns_of_nothing_else():
+    kept, a, _ = _verdict_case([0.0, 0.1, 0.3, 0.35])
+    assert kept.held == [] and np.array_equal(kept.offsets, a)
+    assert len(kept.warnings) == 1 and "optical flow" in kept.warnings[0]
+
+
+def test_frames_that_barely_move_are_not_held_for_parting_by_a_pixel():
+    """0.001 a frame in a box of diagonal ~1.7: under MIN_JUDGED_MOTION, so 150% of that motion
+    apart is judged against MIN_JUDGED_MOTION instead (0.53 at most): nothing held."""
+    kept, a, _ = _verdict_case([0.0, 1.5, 1.5, 1.5], step=0.001)
+    assert kept.held == [] and np.array_equal(kept.offsets, a)
+    assert max(e["disagreement"] for e in kept.report) < 1.0
+
+
+def test_frame_ranges_read_as_a_user_would_write_them():
+    from backend.fitting.fit import _frame_ranges
+
+    assert _frame_ranges([4, 5, 6, 9]) == "4-6, 9"
+    assert _frame_ranges([3]) == "3"
+    assert _frame_ranges([1, 2, 4, 5, 7]) == "1-2, 4-5, 7"
+
+
+def test_the_add_on_status_line_says_how_many_frames_were_held_back():
+    """actionmesh_blender/exchange.py is numpy only: loaded by path, without bpy."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "actionmesh_blender" / "exchange.py"
+    spec = importlib.util.spec_from_file_location("exchange_alone", path)
+    exchange = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(exchange)
+    line = exchange.video_fit_summary({"iou_before": 0.5, "iou_after": 0.8, "held_frames": [4, 5, 6]})
+    assert line == "silhouette IoU 0.50 -> 0.80, 3 frames held back"
+    assert exchange.video_fit_summary({"iou_before": 0.5, "iou_after": 0.8, "held_frames": [2]}).endswith(
+        ", 1 frame held back")
+    assert exchange.video_fit_summary({"iou_before": 0.5, "iou_after": 0.8, "held_frames": []}) == (
+        "silhouette IoU 0.50 -> 0.80")
+    assert exchange.video_fit_summary({"method": "learned"}) == ""

@@ -64,7 +64,8 @@ def test_fit_job_reports_every_frame_and_returns_its_outputs(peer, case, tmp_pat
             fit_steps.append((message["step"], message["total"], message["message"]))
     assert message["type"] == "result", message
     fitted = [m for _, _, m in fit_steps if m.startswith("fitted frame")]
-    assert len(fitted) == 5, fit_steps  # frames 1..5, one message each
+    # Frames 1..5, one message each, for each of the verdict's two fits.
+    assert len(fitted) == 10 and sum(m.endswith("(second opinion)") for m in fitted) == 5, fit_steps
     steps = [s for s, _, _ in fit_steps]
     assert steps == sorted(steps) and fit_steps[-1][0] == fit_steps[-1][1]
     outputs = message["outputs"]

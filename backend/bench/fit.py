@@ -210,15 +210,16 @@ def true_2d_offsets(case: dict) -> np.ndarray:
 
 def fit_warnings(fitted, frames: np.ndarray) -> list:
     """What `generate --method fit` would warn about this fit (backend/pipelines/generate/fit.py's
-    checks, on the same figures), plus whatever the fit reports itself."""
+    checks, on the same figures), plus the fit's own verdict (frames held back, a clip whose two
+    fits part, frames off the optical flow)."""
     from backend.pipelines.generate import LOW_CAMERA_IOU, border_frames
 
-    out = [str(w) for w in getattr(fitted, "warnings", None) or []]
+    out = [str(w) for w in fitted.warnings]
     if fitted.camera_iou < LOW_CAMERA_IOU:
         out.append(f"frame 0's silhouette IoU {fitted.camera_iou:.2f} < {LOW_CAMERA_IOU} after the camera step")
     before = float(np.mean([r["iou_before"] for r in fitted.report]))
     after = float(np.mean([r["iou_after"] for r in fitted.report]))
-    if after < before:
+    if after < before and not fitted.held:
         out.append(f"silhouettes worse after the fit (mean IoU {after:.3f} vs {before:.3f})")
     cut = border_frames(frames, range(len(frames)))
     if cut:
@@ -245,6 +246,11 @@ def run_case(case: dict, methods) -> dict:
         row["seconds"] = seconds
         row["camera_iou"] = result.camera_iou
         row["warnings"] = fit_warnings(result, case["frames"])
+        row["held"] = list(result.held)
+        parts = [r["disagreement"] for r in result.report[1:] if "disagreement" in r]
+        if parts:  # the verdict's: how far the two fits part, as a share of the motion found
+            row["disagreement"] = float(np.mean(parts))
+            row["disagreement_max"] = float(np.max(parts))
         shares = [r["depth_share"] for r in result.report[1:] if "depth_share" in r]
         if shares:  # the fit's own figure for its motion, where it reports one
             row["depth_share"] = float(np.mean(shares))
@@ -363,8 +369,11 @@ def _ratio_cell(c: dict, method: str) -> str:
     if r is None:
         return ""
     flag = "WARNED" if row.get("warnings") else "none"
+    if row.get("held"):
+        flag += f", {len(row['held'])} held"
+    apart = f"{row['disagreement']:>6.2f}" if "disagreement" in row else " " * 6
     return (f"{r['vertex_error']:>6.2f}x {r['cd_m']:>6.2f}x  {row['iou_before']:.2f} -> {row['iou']:.2f}"
-            f"{row['seconds']:>7.1f}  {flag}")
+            f"{row['seconds']:>7.1f}{apart}  {flag}")
 
 
 def _set_tables(results) -> list:
@@ -373,8 +382,8 @@ def _set_tables(results) -> list:
     if not fits or "still" not in results["methods"]:
         return lines
     titles = {"fit-estcam": "estimated camera (what users get)", "fit": "given camera"}
-    head = "".join(f"  {titles[m]:<46}" for m in fits)
-    sub = "".join(f"  {'err':>7} {'CD-M':>7}  {'IoU':<12}{'s':>7}  {'warning':<9}" for _ in fits)
+    head = "".join(f"  {titles[m]:<58}" for m in fits)
+    sub = "".join(f"  {'err':>7} {'CD-M':>7}  {'IoU':<12}{'s':>7}{'apart':>6}  {'warning':<16}" for _ in fits)
     for set_name in (*SETS, "other"):
         cases = [c for c in results["cases"] if c.get("set") == (None if set_name == "other" else set_name)]
         if not cases:
@@ -382,12 +391,13 @@ def _set_tables(results) -> list:
         label = {"tuning": "TUNING set: the cases the fit's settings were chosen on",
                  "validation": "VALIDATION set: held out (no character-clip pair, no camera of the tuning set)",
                  "other": "other cases"}[set_name]
-        lines += ["", f"{label}; fit / still; along = share of the true motion along the line of sight"]
+        lines += ["", f"{label}; fit / still; along = share of the true motion along the line of sight; apart = "
+                      "how far the verdict's two fits part, as a share of the motion found (mean over frames)"]
         lines.append(f"{'':<50}{head}".rstrip())
         lines.append(f"{'case':<44}{'along':>6}{sub}".rstrip())
         for c in cases:
             along = f"{c['along_view']:>6.2f}" if "along_view" in c else " " * 6
-            lines.append((f"{c['spec']:<44}{along}" + "".join(f"  {_ratio_cell(c, m):<46}" for m in fits)).rstrip())
+            lines.append((f"{c['spec']:<44}{along}" + "".join(f"  {_ratio_cell(c, m):<58}" for m in fits)).rstrip())
         for m in fits:
             s = sm["sets"].get(set_name, {}).get(m)
             if not s:

@@ -24,6 +24,13 @@ fit minimises, with torch autograd:
 
 A joint pass over the whole clip then smooths the motion in time (velocity and acceleration)
 against the same evidence.
+
+Then the verdict (FitSettings.second_opinion): the clip is fitted again through another
+deformation graph, from the same camera. One view leaves motion toward or away from the camera
+to the fit's guess, and two guesses that explain the frames alike can part in 3D: the fit whose
+silhouettes agree better is kept, each frame reports how far the two part against the motion
+found, a frame where they part by more than its motion is held back toward the still pose (or
+the caller's starting poses), and warnings name the frames to check.
 Distances in the image are measured in units of the image's larger side; in the mesh, in units
 of its bounding-box diagonal.
 """
@@ -104,6 +111,36 @@ class FitSettings:
     # pixels (bench fit panda-sway: 0.61x the still error without, 0.60x with; on the cases whose
     # mesh is frame 0 exactly, frame 0 moves by 0.001 of the diagonal on average). False keeps it.
     fit_first: bool = True
+    # The verdict (issue 20): the clip is fitted a second time through another deformation graph
+    # (another seed, SECOND_OPINION_NODES nodes) from the same evidence and camera; the fit whose
+    # silhouettes agree better is kept. Where the two part in 3D, the video does not pin the
+    # motion down (mostly: it runs along the line of sight): warned, and held back beyond
+    # hold_from. Doubles the fit's time. False: one fit, no verdict, nothing held.
+    second_opinion: bool = True
+    # A frame whose two fits part by hold_from of the motion found (mean vertex distance between
+    # them over the kept fit's mean distance moved since frame 0) starts to be held toward the
+    # still pose (or the caller's init_offsets); by hold_to it is held entirely: a frame whose
+    # fits part by more than all of its motion does not know even which way it moved. On the
+    # tuning set one frame reaches it, sydney-run's last, which barely moves (1.36).
+    hold_from: float = 1.0
+    hold_to: float = 2.0
+    # A clip whose fits part by more than this share of the motion, on average over its frames,
+    # is warned about: beyond anything the tuning set shows, where the fit is known to be good
+    # (panda-bend 0.18, panda-sway 0.18, faerie-run 0.25, sydney-run 0.354).
+    uncertain: float = 0.36
+    # A frame whose fitted points miss the flow's targets by more than this fraction of the
+    # image's larger side on average (10 px at 512; the tuning set's worst frame: 6.3 px) did not
+    # follow the video there: warned, not held (a fast limb can leave it and still beat the still mesh).
+    flow_warning: float = 0.02
+
+
+# The second opinion's graph: coarser than FitSettings.nodes' 96 (see its comment), so the two fits
+# differ in how they bend as well as in where their nodes and points fall.
+SECOND_OPINION_NODES = 64
+# Motion under this share of the mesh's diagonal (2-3 px of an object that fills a 512 px frame)
+# is below what the frames resolve: a frame that barely moved is judged as if it moved this much,
+# so two fits parting by a pixel there are not "150% apart" (the real panda clip's first frames).
+MIN_JUDGED_MOTION = 0.005
 
 
 @dataclass
@@ -114,6 +151,8 @@ class FitResult:
     camera_estimated: bool = False
     camera_iou: float = 0.0
     seconds: dict = field(default_factory=dict)
+    warnings: list = field(default_factory=list)  # what the verdict asks the user to check
+    held: list = field(default_factory=list)  # frames held back, wholly or in part
 
 
 def _check_mesh(vertices, faces):
@@ -281,13 +320,107 @@ def fit_video(vertices, faces, frames, *, camera: Camera | None = None, settings
         camera = dataclasses.replace(camera, rotation=np.asarray(camera.rotation) @ rot.T)
     if init_offsets is not None:
         init_offsets = np.asarray(init_offsets, dtype=np.float64) @ rot.T
+    s = settings or FitSettings()
     try:
-        result = _fit(v @ rot.T, faces, frames, camera, settings, progress, should_cancel, init_offsets)
+        if not s.second_opinion:
+            result = _fit(v @ rot.T, faces, frames, camera, s, progress, should_cancel, init_offsets)
+        else:
+            result = _fit(v @ rot.T, faces, frames, camera, s, _half(progress, 0), should_cancel, init_offsets)
+            other = dataclasses.replace(s, seed=s.seed + 1, nodes=SECOND_OPINION_NODES)
+            second = _fit(v @ rot.T, faces, frames, result.camera, other, _half(progress, 1), should_cancel,
+                          init_offsets)
+            result = _verdict(result, second, v @ rot.T, faces, frames, s, init_offsets)
     finally:
         torch.set_num_threads(threads)
     result.offsets = (result.offsets.astype(np.float64) @ rot).astype(np.float32)
     result.camera = dataclasses.replace(result.camera, rotation=result.camera.rotation @ rot)
     return result
+
+
+def _half(progress, which: int):
+    """progress for one of the two fits: the first fills the bar's first half, the second the rest."""
+    if progress is None:
+        return None
+
+    def report(step, total, message):
+        progress(step + which * total, 2 * total, message + (" (second opinion)" if which else ""))
+
+    return report
+
+
+def _frame_ranges(frames) -> str:
+    """[4, 5, 6, 9] -> "4-6, 9"."""
+    out, frames = [], sorted(frames)
+    start = prev = frames[0]
+    for f in frames[1:] + [None]:
+        if f is not None and f == prev + 1:
+            prev = f
+            continue
+        out.append(f"{start}-{prev}" if prev > start else f"{start}")
+        if f is not None:
+            start = prev = f
+    return ", ".join(out)
+
+
+def _mean_iou(fit: FitResult) -> float:
+    return float(np.mean([r["iou_after"] for r in fit.report[1:]] or [0.0]))
+
+
+def _verdict(first: FitResult, second: FitResult, vertices: np.ndarray, faces, frames, s: FitSettings,
+             init_offsets) -> FitResult:
+    """The fit to keep, and how far to trust each of its frames.
+
+    Kept: of the two fits, the one whose silhouettes agree better with the frames' (mean IoU over
+    the frames after 0; the first on a tie): the frames are the only evidence, and a fit that went
+    wrong in 3D mostly leaves a limb where the object is not. Then per frame, how far the two part
+    against how far the kept one moved the mesh since frame 0 (the report's disagreement): from
+    s.hold_from of it the frame is held back toward the still pose (or init_offsets), wholly from
+    s.hold_to (trust, 1 to 0). Warnings: frames held, a clip whose fits part by s.uncertain of the
+    motion on average, frames off the optical flow. -> the kept FitResult, its report, offsets,
+    held and warnings written."""
+    keep, other = (first, second) if _mean_iou(first) >= _mean_iou(second) else (second, first)
+    keep.camera_estimated = first.camera_estimated  # the second fit took the first's camera as given
+    keep.seconds = {k: keep.seconds.get(k, 0.0) + other.seconds.get(k, 0.0) for k in keep.seconds}
+    v = np.asarray(vertices, dtype=np.float64)
+    diag = float(np.linalg.norm(v.max(axis=0) - v.min(axis=0))) or 1.0
+    a, b = keep.offsets.astype(np.float64), other.offsets.astype(np.float64)
+    apart = np.linalg.norm(a - b, axis=2).mean(axis=1) / diag
+    moved = np.linalg.norm(a - a[:1], axis=2).mean(axis=1) / diag
+    ratio = apart / np.maximum(moved, MIN_JUDGED_MOTION)
+    ratio[0] = 0.0  # frame 0 is the given pose, fitted to its own silhouette: nothing to hold
+    trust = np.clip((s.hold_to - ratio) / (s.hold_to - s.hold_from), 0.0, 1.0)
+    fallback = np.broadcast_to(a[:1], a.shape) if init_offsets is None else np.asarray(init_offsets, np.float64)
+    keep.offsets = (fallback + trust[:, None, None] * (a - fallback)).astype(np.float32)
+    keep.held = [int(t) for t in np.flatnonzero(trust < 1.0)]
+    width = max(keep.camera.width, keep.camera.height)
+    masks = masks_from_frames(np.asarray(frames)) if keep.held else None
+    params = keep.camera.torch_params()
+    off_flow = []
+    for t, entry in enumerate(keep.report):
+        entry["disagreement"] = round(float(ratio[t]), 4)
+        entry["trust"] = round(float(trust[t]), 4)
+        if t in keep.held:
+            uv = project(torch.as_tensor(v + keep.offsets[t], dtype=torch.float32), params)[0].numpy()
+            entry["iou_after"] = round(silhouette_iou(uv, np.asarray(faces), masks[t]), 4)
+        if entry.get("flow_residual_after", 0.0) > s.flow_warning * width:
+            off_flow.append(t)
+    towards = "the still pose" if init_offsets is None else "the learned guess"
+    if keep.held:
+        keep.warnings.append(
+            f"frame(s) {_frame_ranges(keep.held)} held toward {towards}: two fits of the same frames part "
+            f"there by up to {100 * ratio[keep.held].max():.0f}% of the motion found (the video does not "
+            f"pin that motion down, mostly toward or away from the camera); check those frames")
+    clip_ratio = float(ratio[1:].mean()) if len(ratio) > 1 else 0.0
+    if clip_ratio >= s.uncertain and not keep.held:
+        keep.warnings.append(
+            f"two fits of this clip part by {100 * clip_ratio:.0f}% of the motion found, on average: much of "
+            "it is not pinned down by the video (mostly toward or away from the camera); check the result "
+            "from another view")
+    if off_flow:
+        keep.warnings.append(
+            f"frame(s) {_frame_ranges(off_flow)}: the fit does not follow the video's motion (its points land "
+            f"over {s.flow_warning * width:.0f} px from where the optical flow carries them); check them")
+    return keep
 
 
 def _fit(vertices, faces, frames, camera, settings, progress, should_cancel, init_offsets=None) -> FitResult:

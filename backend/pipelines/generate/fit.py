@@ -19,6 +19,11 @@ Both write report.json's "fit" object (fit_frames), with the same keys:
   iou_before, iou_after, depth_share: their means over the frames;
   camera_used (camera.json's content), camera_estimated (no --camera), camera_iou (frame 0's
     silhouette IoU after the camera step);
+  the verdict: the clip is fitted twice through two deformation graphs, and per_frame's
+    disagreement is how far the two part in 3D as a share of the motion found, trust what is kept
+    of the fitted motion (1 all, 0 none); held_frames are those with trust under 1, held toward
+    the still pose (--method fit) or the learned result (auto), with a warning naming them first;
+    a warning also names frames whose points land far from where the optical flow carries them;
   settings (backend.fitting's FitSettings), seconds (the fit's own timings).
 The job's result carries camera_estimated, camera_iou, iou_before and iou_after.
 """
@@ -61,8 +66,14 @@ def fit_frames(ctx: JobContext, vertices: np.ndarray, faces: np.ndarray, rgba: n
         "iou_after": round(float(np.mean([r["iou_after"] for r in fitted.report])), 4),
         "depth_share": round(float(np.mean([r["depth_share"] for r in fitted.report[1:]] or [0.0])), 4),
         "camera_used": fitted.camera.to_dict(), "camera_estimated": fitted.camera_estimated,
-        "camera_iou": fitted.camera_iou, "settings": dataclasses.asdict(settings),
+        "camera_iou": fitted.camera_iou, "held_frames": list(fitted.held), "settings": dataclasses.asdict(settings),
         "seconds": {k: round(v, 3) for k, v in fitted.seconds.items()}}
+
+
+def add_verdict_warnings(fitted, warnings: List[str]) -> None:
+    """The fit's own verdict (frames held back, frames off the flow) goes first: it says which
+    frames of the result to check, and the add-on's status line shows the first warning."""
+    warnings[:0] = list(fitted.warnings)
 
 
 def _low_camera_iou(fitted, consequence: str) -> Optional[str]:
@@ -88,6 +99,7 @@ def refine_by_fitting(ctx: JobContext, anchor, offsets: np.ndarray, rgba: np.nda
     uncropped frames (same terms as --method fit). -> (fitted offsets, the report's "fit" entry)."""
     fitted, summary = fit_frames(ctx, anchor.vertices, anchor.faces, rgba, camera, seed, init_offsets=offsets)
     _check_camera_iou(fitted, "the fit's refinement may be wrong", warnings, refuse_mismatch)
+    add_verdict_warnings(fitted, warnings)
     return fitted.offsets, summary
 
 
@@ -127,9 +139,10 @@ def run_fit(ctx: JobContext, *, input, out_dir: Path, mesh: Optional[str], camer
                           warnings, refuse_mismatch)
         iou_before = float(np.mean([r["iou_before"] for r in fitted.report]))
         iou_after = float(np.mean([r["iou_after"] for r in fitted.report]))
-        if iou_after < iou_before:
+        if iou_after < iou_before and not fitted.held:
             warnings.append(f"the fitted mesh matches the silhouettes worse than the still mesh (mean IoU "
                             f"{iou_after:.3f} vs {iou_before:.3f}); check the mesh, the masks and the camera")
+        add_verdict_warnings(fitted, warnings)
 
         paths = staged.write_animation(vertices, faces, fitted.offsets, clip.fps, name=Path(mesh).stem,
                                        surface=surface, camera=fit["camera_used"])

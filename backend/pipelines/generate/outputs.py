@@ -27,7 +27,7 @@ from ...jobs import JobContext
 OUTPUT_NAMES = ("animation.npz", "animated.glb", "anchor.glb", "report.json", "stage1")
 REPORT_KIND = "actionmesh-generate"
 # A fit's summary in the job's result (the full "fit" object is in report.json only).
-FIT_RESULT_KEYS = ("camera_estimated", "camera_iou", "iou_before", "iou_after")
+FIT_RESULT_KEYS = ("camera_estimated", "camera_iou", "iou_before", "iou_after", "held_frames")
 
 
 def write_mesh_glb(path: Path, vertices: np.ndarray, faces: np.ndarray) -> None:
@@ -111,7 +111,7 @@ def job_result(paths: dict, *, frames: int, vertices: np.ndarray, faces: np.ndar
     result.update(frames=frames, vertices=int(len(vertices)), faces=int(len(faces)), fps=fps, device=device)
     if fit is not None:
         result.update(camera_estimated=fit["camera_estimated"], camera_iou=round(fit["camera_iou"], 4),
-                      iou_before=fit["iou_before"], iou_after=fit["iou_after"])
+                      iou_before=fit["iou_before"], iou_after=fit["iou_after"], held_frames=fit["held_frames"])
     result["seconds"] = round(time.monotonic() - started, 3)
     result["warnings"] = warnings
     return result
