@@ -120,8 +120,33 @@ def blender_ext_tool() -> Path:
     return found[-1]
 
 
-def _copy_tree(src: Path, dst: Path) -> None:
-    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".*"), dirs_exist_ok=True)
+# Top-level folders of backend/ the extension leaves out (developer tools).
+EXTENSION_SKIPS = ("bench", "train")
+
+
+def _copy_tree(src: Path, dst: Path, skip=()) -> None:
+    """src into dst, without caches, hidden files or the top-level folders named in `skip`."""
+    junk = shutil.ignore_patterns("__pycache__", "*.pyc", ".*")
+
+    def ignore(folder, names):
+        out = set(junk(folder, names))
+        if Path(folder) == src:
+            out |= {n for n in names if n in skip}
+        return out
+
+    shutil.copytree(src, dst, ignore=ignore, dirs_exist_ok=True)
+
+
+def stage_extension(stage: Path) -> None:
+    """What the extension zip holds, laid out in `stage`: the add-on, the backend beside it,
+    the manifest and the licence. Benchmarks and training are for developers and stay in the
+    repository (the CLI says so where it refers to them): the extension carries what Blender
+    users run."""
+    stage.mkdir(parents=True, exist_ok=True)
+    _copy_tree(ROOT / "actionmesh_blender", stage)
+    _copy_tree(ROOT / "backend", stage / "backend", skip=EXTENSION_SKIPS)
+    for name in ("blender_manifest.toml", "LICENSE"):
+        shutil.copy2(ROOT / name, stage / name)
 
 
 def extension() -> Path:
@@ -130,11 +155,7 @@ def extension() -> Path:
     info = manifest()
     stage = ROOT / "build" / "extension"
     shutil.rmtree(stage, ignore_errors=True)
-    stage.mkdir(parents=True)
-    _copy_tree(ROOT / "actionmesh_blender", stage)
-    _copy_tree(ROOT / "backend", stage / "backend")
-    for name in ("blender_manifest.toml", "LICENSE"):
-        shutil.copy2(ROOT / name, stage / name)
+    stage_extension(stage)
     dist = ROOT / "dist"
     dist.mkdir(exist_ok=True)
     out = dist / f"{info['id']}-{info['version']}.zip"

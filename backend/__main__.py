@@ -9,6 +9,18 @@ import sys
 from .errors import BackendError
 
 BENCHES = ("register", "extract", "generate", "fit", "keys")
+# The Blender extension carries what its users run; the benchmarks (backend/bench) and training
+# (backend/train) stay in the repository, for developers.
+DEVELOPER_TOOLS_MISSING = (
+    "the benchmarks are developer tools: they are in the project's repository, not in the Blender "
+    "extension. Clone the repository, run `python3 build.py setup` there, then `.venv/bin/python -m "
+    "backend bench ...` (README, Benchmarks)")
+
+
+def _has_developer_tools() -> bool:
+    from pathlib import Path
+
+    return (Path(__file__).resolve().parent / "bench" / "__init__.py").is_file()
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -146,10 +158,13 @@ def main(argv=None) -> int:
 
         return weights_main(argv[1:])
     if argv[:1] == ["plan"]:
-        from .bench.plan import main as plan_main
+        from .pipelines.plan import main as plan_main
 
         return plan_main(argv[1:])
     if argv[:1] == ["bench"] and len(argv) > 1 and argv[1] in BENCHES:
+        if not _has_developer_tools():
+            print(DEVELOPER_TOOLS_MISSING, file=sys.stderr)
+            return 2
         if argv[1] == "extract":
             from .bench.extract import main as bench_main
         elif argv[1] == "generate":

@@ -302,3 +302,21 @@ result(status=sorted(status), error=state.last_error, line=state.status, method=
     print(f"blender {bpy_version}: vertex error {err:.4f} vs still {still:.4f}")
     # Measured 0.0340 vs 0.0535 (0.64x, 6 frames, Blender 5.0); the bug reported 3x standing still.
     assert err < 0.75 * still, (err, still)
+
+
+def test_the_extension_carries_what_users_run_and_the_cli_says_where_the_rest_is(extension_zip, tmp_path):
+    """No benchmarks or training in the zip; its backend still runs `plan` (the memory plan its GPU
+    check reads) and, asked for a benchmark, says where the benchmarks are."""
+    import zipfile
+
+    with zipfile.ZipFile(extension_zip) as z:
+        names = z.namelist()
+        z.extractall(tmp_path / "ext")
+    assert any(n.startswith("backend/fitting/") for n in names) and "backend/pipelines/plan.py" in names
+    assert not [n for n in names if n.startswith(("backend/bench/", "backend/train/"))]
+    run = [sys.executable, "-m", "backend"]
+    proc = subprocess.run(run + ["bench", "fit", "--set", "tuning"], cwd=tmp_path / "ext", capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2 and "developer tools" in proc.stderr and "build.py setup" in proc.stderr, proc.stderr
+    proc = subprocess.run(run + ["plan", "--help"], cwd=tmp_path / "ext", capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "--low-vram" in proc.stdout, proc.stderr

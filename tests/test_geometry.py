@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from backend.bench.extract import chamfer, creature_sdf
+from backend.bench.extract import chamfer
+from backend.synthetic.sdf import creature_sdf
 from backend.errors import BadInput, Cancelled
 from backend.geometry import (connected_components, decimate, dense_extract, extract_mesh, merge_vertices,
                               normalize_mesh, remove_floaters, sample_surface)

@@ -34,13 +34,14 @@ def addon_zip(tmp_path_factory):
     other test runs sharing build/ and dist/ cannot interfere."""
     import tomllib
 
+    import importlib.util
+
     root = tmp_path_factory.mktemp("extension")
     stage = root / "stage"
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".*")
-    shutil.copytree(REPO / "actionmesh_blender", stage, ignore=ignore)
-    shutil.copytree(REPO / "backend", stage / "backend", ignore=ignore)
-    for name in ("blender_manifest.toml", "LICENSE"):
-        shutil.copy2(REPO / name, stage / name)
+    spec = importlib.util.spec_from_file_location("actionmesh_build", REPO / "build.py")
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    build.stage_extension(stage)
     info = tomllib.loads((REPO / "blender_manifest.toml").read_text())
     tools = sorted((REPO / ".venv").glob("lib/python3.11/site-packages/bpy/*/scripts/addons_core/bl_pkg/cli/"
                                          "blender_ext.py"))

@@ -92,7 +92,7 @@ def _configs(plan):
 
 
 def test_plan_low_vram_fits_8_gib_at_16_frames(plans):
-    from backend.bench.plan import CONTEXT_BYTES, GiB
+    from backend.pipelines.plan import CONTEXT_BYTES, GiB
 
     plan = plans[16]
     low = plan["selected"]
@@ -122,7 +122,7 @@ def test_plan_low_vram_fits_8_gib_at_16_frames(plans):
 
 
 def test_plan_memory_ordering_and_choice(plans):
-    from backend.bench.plan import GiB, Configuration, fastest_fitting
+    from backend.pipelines.plan import GiB, Configuration, fastest_fitting
 
     for plan in plans.values():
         configs = _configs(plan)
@@ -142,7 +142,7 @@ def test_plan_memory_ordering_and_choice(plans):
 
 
 def test_plan_prints_the_release_figures(plans, capsys):
-    from backend.bench.plan import print_plan
+    from backend.pipelines.plan import print_plan
 
     print_plan(dict(plans[31], settings=dict(plans[31]["settings"], memory_gib=1.0)))
     out = capsys.readouterr().out

@@ -35,7 +35,7 @@ def test_tiny_vae_heldout_quality_matches_its_model_card(tmp_path):
 
 
 def test_tiny_vae_roundtrips_the_real_panda_as_recorded(shared_examples):
-    from backend.eval.shape import mesh_roundtrip_chamfer
+    from backend.train.card import mesh_roundtrip_chamfer
 
     card = json.loads((VAE_DIR / "training.json").read_text())
     recorded = card["real_meshes"]["panda.glb"]

@@ -54,29 +54,3 @@ def evaluate_vae(model, shapes, *, resolution: int = 128, limit: int | None = No
     return {"shapes": count, "resolution": resolution, "chamfer_mean": float(np.mean(chamfers)),
             "chamfer_max": float(np.max(chamfers)), "chamfer_raw_mean": float(np.mean(raw)),
             "iou_mean": float(np.mean(ious)), "iou_min": float(np.min(ious))}
-
-
-def mesh_roundtrip_chamfer(input_path, *, weights_dir, resolution: int = 128, out_dir=None) -> dict:
-    """Reconstruct a mesh file through the VAE (the `reconstruct` pipeline) and measure the Chamfer
-    between input and output in the input's normalised [-1, 1] frame."""
-    import tempfile
-    from pathlib import Path
-
-    import trimesh
-
-    from ..geometry import normalization_for, sample_surface
-    from ..jobs import JobContext
-    from ..meshio import load_mesh
-    from ..pipelines.reconstruct import run_reconstruct
-
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(out_dir or tmp) / "roundtrip.ply"
-        result = run_reconstruct(JobContext(), input=str(input_path), out=str(out), weights_dir=str(weights_dir),
-                                 resolution=resolution)
-        source = load_mesh(input_path)
-        output = trimesh.load(out, process=False, force="mesh")
-        transform = normalization_for(source.vertices)
-        a = sample_surface(transform.apply(source.vertices), source.faces, CHAMFER_POINTS, seed=0)[0]
-        b = sample_surface(transform.apply(np.asarray(output.vertices)), np.asarray(output.faces),
-                           CHAMFER_POINTS, seed=1)[0]
-    return {"chamfer": chamfer(a, b), "resolution": resolution, "faces": result["faces"]}

@@ -36,7 +36,7 @@ from typing import Dict, Iterable, List
 
 import torch
 
-from .registry import ACTIONMESH, DINOV2, MODELS, RMBG, TRIPOSG, ModelSpec
+from .registry import ACTIONMESH, DINOV2, MODEL_SET_DEFAULTS_KEY, MODELS, RMBG, TRIPOSG, ModelSpec
 
 SHIPPED_VAE = Path(__file__).resolve().parents[1] / "weights" / "tiny" / "vae"
 DIFFUSERS_VERSION = "0.36.0"  # what the official folders we mirror were written with
@@ -48,7 +48,7 @@ DIFFUSERS_VERSION = "0.36.0"  # what the official folders we mirror were written
 # steps then take seconds on a CPU, not minutes.
 TINY_NUM_TOKENS = 64
 # The tiny set's own generation defaults, written as our private key of TripoSG's model_index.json
-# (backend.pipelines.generate.MODEL_SET_DEFAULTS_KEY explains why there): extraction at 64^3. The
+# (backend.hub.registry.MODEL_SET_DEFAULTS_KEY explains why there): extraction at 64^3. The
 # stand-in VAE reconstructs coarse blobs (its README), so a finer grid resolves nothing more, and
 # its random latents' fields stay near zero over most of the box, so every finer level queries
 # almost every cell (512^3: ~4.5 min of queries and a 3.9M-face surface; 64^3: ~5 s).
@@ -160,7 +160,6 @@ def write_tiny_random(root, seed: int = 0, vae_dir: Path = SHIPPED_VAE, rmbg: bo
     from ..models.dit import ShapeDiT, TemporalDenoiser
     from ..models.temporal_autoencoder import TemporalAutoencoder
     from ..models.vae import ShapeVAE
-    from ..pipelines.generate import MODEL_SET_DEFAULTS_KEY
 
     root = Path(root)
     vae = ShapeVAE.from_pretrained(vae_dir)

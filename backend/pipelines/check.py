@@ -8,7 +8,7 @@ Modes, as the add-on offers them:
 
 A learned mode fits when the GPU's free memory (its total where free is not known) holds the peak
 `python -m backend plan` computes for it: generate's bf16-autocast configurations, traced at
-full size without weights (backend/bench/plan.py). The trace takes some seconds, so it runs once
+full size without weights (backend/pipelines/plan.py). The trace takes some seconds, so it runs once
 per backend process and per frame count. The CPU can run the learned pipeline too (float32; the
 plan's CPU figure), but at hours per clip: it is reported, not offered as a mode.
 """
@@ -85,7 +85,7 @@ def probe_device() -> dict:
 def plan_needs(frames: int) -> Dict[str, Tuple[int, str]]:
     """{mode: (peak bytes, configuration label)} from the plan, for default / low_vram / cpu."""
     if frames not in _PLAN_CACHE:
-        from ..bench.plan import PlanSettings, make_plan
+        from .plan import PlanSettings, make_plan
 
         configs = make_plan(PlanSettings(frames=frames))["configurations"]
 

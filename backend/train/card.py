@@ -59,14 +59,40 @@ def render_readme(card: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def mesh_roundtrip_chamfer(input_path, *, weights_dir, resolution: int = 128, out_dir=None) -> dict:
+    """Reconstruct a mesh file through the VAE (the `reconstruct` pipeline) and measure the Chamfer
+    between input and output in the input's normalised [-1, 1] frame."""
+    import tempfile
+    from pathlib import Path
+
+    import numpy as np
+    import trimesh
+
+    from ..eval.shape import CHAMFER_POINTS, chamfer
+    from ..geometry import normalization_for, sample_surface
+    from ..jobs import JobContext
+    from ..meshio import load_mesh
+    from ..pipelines.reconstruct import run_reconstruct
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(out_dir or tmp) / "roundtrip.ply"
+        result = run_reconstruct(JobContext(), input=str(input_path), out=str(out), weights_dir=str(weights_dir),
+                                 resolution=resolution)
+        source = load_mesh(input_path)
+        output = trimesh.load(out, process=False, force="mesh")
+        transform = normalization_for(source.vertices)
+        a = sample_surface(transform.apply(source.vertices), source.faces, CHAMFER_POINTS, seed=0)[0]
+        b = sample_surface(transform.apply(np.asarray(output.vertices)), np.asarray(output.faces),
+                           CHAMFER_POINTS, seed=1)[0]
+    return {"chamfer": chamfer(a, b), "resolution": resolution, "faces": result["faces"]}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("weights")
     p.add_argument("--mesh", action="append", default=[], help="a real mesh to round-trip (repeatable)")
     p.add_argument("--resolution", type=int, default=128)
     args = p.parse_args(argv)
-    from ..eval.shape import mesh_roundtrip_chamfer
-
     weights = Path(args.weights)
     card = json.loads((weights / "training.json").read_text())
     for mesh in args.mesh:

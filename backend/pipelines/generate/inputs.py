@@ -16,6 +16,7 @@ from typing import Dict, List, Mapping, Optional
 import numpy as np
 
 from ...errors import BadInput
+from ...hub.registry import MODEL_SET_DEFAULT_NAMES, MODEL_SET_DEFAULTS_KEY
 from ...jobs import JobContext
 from .outputs import REPORT_KIND
 
@@ -25,14 +26,6 @@ from .outputs import REPORT_KIND
 METHODS = ("learned", "fit", "auto")
 LEARNED_MODELS = ("actionmesh", "dinov2", "triposg")
 
-# Ours: a model set may carry its own generation defaults, as a private ("_"-prefixed, which every
-# loader skips as metadata, like diffusers' "_class_name") key of TripoSG's model_index.json, the
-# Stage 0 pipeline's config. The release's folders carry none, so they run with the release's
-# settings. `models tiny-random` writes one: its stand-in VAE reconstructs coarse blobs and
-# its random latents' fields hover near zero everywhere, so a 512^3 grid costs minutes of queries
-# and resolves nothing a 64^3 grid does not. Only these keys are read from it:
-MODEL_SET_DEFAULTS_KEY = "_actionmesh_blender_defaults"
-MODEL_SET_DEFAULT_NAMES = ("resolution",)
 
 
 # ------------------------------------------------------------------ arguments

@@ -41,9 +41,9 @@ resident with autocast's cache of bf16 weight copies ("release default"), and on
 guidance split, cache cleared per block ("release --low_ram"). These are estimates from the models'
 shapes.
 
-Why here (backend/bench) and not backend/pipelines: a pipeline is a job the service runs on a
-user's data; this reads no data and writes nothing, and like the benchmarks it prints figures
-next to a reference (the release's).
+Why here (backend/pipelines): it traces the pipelines' own stages, and `check` (the GPU check a
+user runs) reads its memory plan; benchmarks and training sit above the pipelines and may import
+it, not the other way round (and they do not ship in the extension).
 """
 
 from __future__ import annotations
@@ -68,9 +68,9 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..errors import BackendError, BadInput
-from ..pipelines.generate import anchor as _anchor
-from ..pipelines.generate import temporal as _temporal
-from ..pipelines.generate.runtime import hold_linear_in
+from .generate import anchor as _anchor
+from .generate import temporal as _temporal
+from .generate.runtime import hold_linear_in
 
 GiB = 1 << 30
 
@@ -291,7 +291,7 @@ def extraction_queries(resolution: int) -> Tuple[int, int]:
     reference shape of `python -m backend.bench.extract` (thin legs and a thin ring: more queries
     than most shapes)."""
     from ..geometry.extract import extract_mesh
-    from .extract import creature_sdf
+    from ..synthetic.sdf import creature_sdf
 
     stats = extract_mesh(creature_sdf, resolution=resolution, bounds=_anchor.EXTRACT_BOUNDS)[2]
     return stats["queries"], stats["dense_queries"]
