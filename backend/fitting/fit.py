@@ -423,68 +423,122 @@ def _verdict(first: FitResult, second: FitResult, vertices: np.ndarray, faces, f
     return keep
 
 
-def _fit(vertices, faces, frames, camera, settings, progress, should_cancel, init_offsets=None) -> FitResult:
-    s = settings or FitSettings()
-    started = time.monotonic()
-    secs = {}
+# ---------------------------------------------------------------- one fit, in named parts
 
-    def check():
-        if should_cancel is not None and should_cancel():
+# The estimated camera's grid search looks at this many surface points of the rest mesh.
+CAMERA_SEARCH_POINTS = 20_000
+# Fewer points than this seen by the flow or the tracks in a frame: no targets from them there.
+MIN_TARGET_POINTS = 10
+# The predicted flow that guided_flow corrects is splatted from the fitted points with a Gaussian
+# of this many times their spacing in the mask, within these bounds in pixels.
+GUIDE_SIGMA_SPACINGS, GUIDE_SIGMA_PX = 1.5, (2.0, 20.0)
+# The joint pass starts from a solved clip, so it takes smaller steps than the per-frame fits.
+JOINT_LR_FACTOR = 0.5
+# Of the estimated camera's refinement, this share of the steps ranks the candidates.
+CAMERA_RANKING_SHARE = 4  # 1/4; a given camera is only touched up, with as many steps
+
+
+def _fit(vertices, faces, frames, camera, settings, progress, should_cancel, init_offsets=None) -> FitResult:
+    """One fit of the mesh to the frames (fit_video's docstring); the verdict runs two."""
+    return _Fitter(vertices, faces, frames, settings or FitSettings(), progress, should_cancel,
+                   init_offsets).run(camera)
+
+
+class _Fitter:
+    """One fit: the evidence, the normalised mesh and its graph, the camera, then the passes.
+
+    Shared state lives on the instance: the camera once fixed (`cam_fixed`), the node motions
+    per frame (`rvecs`, `trans`), the fitted points per frame (`positions`), the flow and track
+    targets per frame (`flow_cache`, `track_cache`) and the long tracks' state (`tracks`)."""
+
+    def __init__(self, vertices, faces, frames, s: FitSettings, progress, should_cancel, init_offsets):
+        self.s, self.progress, self.should_cancel = s, progress, should_cancel
+        self.started = time.monotonic()
+        self.secs = {}
+        v, f = _check_mesh(vertices, faces)
+        frames = np.asarray(frames)
+        if frames.ndim != 4 or len(frames) < 2:
+            raise BadInput(f"fitting needs at least 2 RGBA frames [T, H, W, 4], got shape {frames.shape}")
+        self.masks = masks_from_frames(frames)
+        self.n_frames, self.height, self.width = self.masks.shape
+        if init_offsets is not None:
+            init_offsets = np.asarray(init_offsets, dtype=np.float64)
+            if init_offsets.shape != (self.n_frames,) + v.shape:
+                raise BadInput(f"init_offsets: expected [T, V, 3] = {(self.n_frames,) + v.shape}, "
+                               f"got {init_offsets.shape}")
+            if not np.isfinite(init_offsets).all():
+                raise BadInput("init_offsets: contains NaN or infinite values")
+        self.init_offsets = init_offsets
+        self.px = 1.0 / max(self.height, self.width)  # image distances in units of the larger side
+        self.rng = np.random.default_rng(s.seed)
+        self.evidence = [frame_evidence(frames[t], self.masks[t], self.rng) for t in range(self.n_frames)]
+        self.check()
+        self.vw, self.fw, self.weld = weld_vertices(v, f)  # seams move as one
+        lo, hi = self.vw.min(axis=0), self.vw.max(axis=0)
+        self.centre, self.scale = 0.5 * (lo + hi), 1.0 / float(np.linalg.norm(hi - lo))
+        self.rest = (self.vw - self.centre) * self.scale
+        self.total_steps = 1 + 2 * (self.n_frames - 1)
+        self.flow_raw, self.flow_cache, self.track_cache, self.tracks = {}, {}, {}, {}
+
+    def check(self):
+        if self.should_cancel is not None and self.should_cancel():
             raise Cancelled()
 
-    v, f = _check_mesh(vertices, faces)
-    frames = np.asarray(frames)
-    if frames.ndim != 4 or len(frames) < 2:
-        raise BadInput(f"fitting needs at least 2 RGBA frames [T, H, W, 4], got shape {frames.shape}")
-    masks = masks_from_frames(frames)
-    n_frames, height, width = masks.shape
-    if init_offsets is not None:
-        init_offsets = np.asarray(init_offsets, dtype=np.float64)
-        if init_offsets.shape != (n_frames,) + v.shape:
-            raise BadInput(f"init_offsets: expected [T, V, 3] = {(n_frames,) + v.shape}, got {init_offsets.shape}")
-        if not np.isfinite(init_offsets).all():
-            raise BadInput("init_offsets: contains NaN or infinite values")
-    px = 1.0 / max(height, width)  # image distances in units of the larger side
-    rng = np.random.default_rng(s.seed)
-    evidence = [frame_evidence(frames[t], masks[t], rng) for t in range(n_frames)]
-    check()
+    def step(self, i: int, message: str):
+        if self.progress:
+            self.progress(i, self.total_steps, message)
 
-    vw, fw, weld = weld_vertices(v, f)  # seams move as one
-    lo, hi = vw.min(axis=0), vw.max(axis=0)
-    centre, scale = 0.5 * (lo + hi), 1.0 / float(np.linalg.norm(hi - lo))
-    rest = (vw - centre) * scale
-    total_steps = 1 + 2 * (n_frames - 1)
-    if progress:
-        progress(0, total_steps, "camera")
+    def run(self, camera) -> FitResult:
+        self.step(0, "camera")
+        starts = self.camera_starts(camera)
+        self.rest_all = torch.as_tensor(self.rest, dtype=torch.float32)
+        self.points = _fit_points(self.rest, self.fw, self.s, self.rng)
+        corners, weights = self.points
+        self.rest_t = torch.as_tensor(np.einsum("pk,pkc->pc", weights, self.rest[corners]), dtype=torch.float32)
+        self.frames_t = [_Frame(ev, self.px) for ev in self.evidence]
+        iou_before, iou_after = self.fix_camera(starts, estimated=camera is None)
+        self.view_dir = self.cam_fixed[1][2]  # camera z axis in mesh coordinates
+        self.secs["camera"] = time.monotonic() - self.started
+        self.step(1, f"camera ({'estimated' if camera is None else 'given'}), silhouette IoU "
+                     f"{max(iou_before, iou_after):.2f}")
+        self.build_graph()
+        self.fit_first_frame()
+        t0 = time.monotonic()
+        for t in range(1, self.n_frames):
+            self.fit_frame(t)
+            self.step(1 + t, f"fitted frame {t}/{self.n_frames - 1}")
+        self.secs["frames"] = time.monotonic() - t0
+        t0 = time.monotonic()
+        self.joint_pass()
+        self.secs["joint"] = time.monotonic() - t0
+        return self.result(camera is None, float(max(iou_before, iou_after)))
 
-    # Camera, in the normalised mesh frame: p_cam' = R p_n + s (R c + t) (a scaled camera frame
-    # projects the same).
-    estimated = camera is None
-    if camera is None:
-        from backend.geometry.sampling import sample_surface
+    # ------------------------------------------------------------ the camera
 
-        pts, _ = sample_surface(rest, fw, 20000, seed=s.seed)
-        candidates = [c for c, _ in camera_candidates(pts.astype(np.float64), masks[0], check=check,
-                                                      keep=max(1, s.camera_candidates))]
-        starts = [(c.rotation, c.translation) for c in candidates]
-        cam = candidates[0]
-    else:
-        if (camera.width, camera.height) != (width, height):
-            camera = camera.scaled(width, height)
-        cam = camera
-        starts = [(camera.rotation, scale * (camera.rotation @ centre + camera.translation))]
-    k = torch.tensor([cam.fx, cam.fy, cam.cx, cam.cy], dtype=torch.float32)
-    rest_all = torch.as_tensor(rest, dtype=torch.float32)
-    points = _fit_points(rest, fw, s, rng)
-    rest_t = torch.as_tensor(np.einsum("pk,pkc->pc", points[1], rest[points[0]]), dtype=torch.float32)
-    n_points = len(rest_t)
-    frames_t = [_Frame(ev, px) for ev in evidence]
-    from .graph import axis_angle_to_matrix
+    def camera_starts(self, camera) -> list:
+        """Where the camera refinement starts: the grid search's best few for an estimate, the
+        given camera (in the normalised mesh frame: p_cam' = R p_n + s (R c + t), a scaled
+        camera frame projects the same) otherwise. Sets self.cam (the intrinsics' source)."""
+        if camera is None:
+            from backend.geometry.sampling import sample_surface
 
-    def refine_camera(rotation, translation, iterations):
+            pts, _ = sample_surface(self.rest, self.fw, CAMERA_SEARCH_POINTS, seed=self.s.seed)
+            candidates = [c for c, _ in camera_candidates(pts.astype(np.float64), self.masks[0], check=self.check,
+                                                          keep=max(1, self.s.camera_candidates))]
+            self.cam = candidates[0]
+            return [(c.rotation, c.translation) for c in candidates]
+        if (camera.width, camera.height) != (self.width, self.height):
+            camera = camera.scaled(self.width, self.height)
+        self.cam = camera
+        return [(camera.rotation, self.scale * (camera.rotation @ self.centre + camera.translation))]
+
+    def refine_camera(self, rotation, translation, iterations):
         """Refine the camera with the rest mesh rigid against frame 0 (an estimate needs it; a
         given camera may not match a mesh that is slightly off the frame's object): (camera
         params, IoU before, IoU after), keeping the start when refining fitted worse."""
+        from .graph import axis_angle_to_matrix
+
+        k = torch.tensor([self.cam.fx, self.cam.fy, self.cam.cx, self.cam.cy], dtype=torch.float32)
         dcam_r = torch.zeros(3, requires_grad=True)
         dcam_t = torch.zeros(3, requires_grad=True)
         rot0 = torch.as_tensor(rotation, dtype=torch.float32)
@@ -493,215 +547,232 @@ def _fit(vertices, faces, frames, camera, settings, progress, should_cancel, ini
         def camera_params():
             return k, axis_angle_to_matrix(dcam_r) @ rot0, trans0 + dcam_t
 
-        before = silhouette_iou(project(rest_all, camera_params())[0].detach().numpy(), fw, masks[0])
-        opt = torch.optim.Adam([dcam_r, dcam_t], lr=s.lr)
+        def iou():
+            return silhouette_iou(project(self.rest_all, camera_params())[0].detach().numpy(), self.fw, self.masks[0])
+
+        before = iou()
+        opt = torch.optim.Adam([dcam_r, dcam_t], lr=self.s.lr)
         for _ in range(iterations):
             opt.zero_grad()
-            uv, _ = project(rest_t, camera_params())
-            inside, coverage = _silhouette_terms(uv, frames_t[0], px)
+            uv, _ = project(self.rest_t, camera_params())
+            inside, coverage = _silhouette_terms(uv, self.frames_t[0], self.px)
             (inside + coverage).backward()
             opt.step()
-            check()
-        after = silhouette_iou(project(rest_all, camera_params())[0].detach().numpy(), fw, masks[0])
+            self.check()
+        after = iou()
         if after < before:  # keep what fitted better
             with torch.no_grad():
                 dcam_r.zero_()
                 dcam_t.zero_()
         return tuple(x.detach() for x in camera_params()), before, after
 
-    # An estimate: the grid's best few, each refined, the best silhouette kept (a coarse grid
-    # can rank a wrong view first; a view and its mirror image stay alike, see camera.py).
-    if estimated and len(starts) > 1:
-        quick = max(1, s.camera_iterations // 4)
-        ranked = [refine_camera(r, t, quick) for r, t in starts]
-        params, iou_before, first = max(ranked, key=lambda x: max(x[1], x[2]))
-        params, _, iou_after = refine_camera(params[1].numpy(), params[2].numpy(), s.camera_iterations - quick)
-        iou_after = max(iou_after, first)
-        cam_fixed = params
-    else:
-        cam_fixed, iou_before, iou_after = refine_camera(*starts[0], s.camera_iterations if estimated
-                                                         else s.camera_iterations // 4)
-    view_dir = cam_fixed[1][2]  # camera z axis in mesh coordinates
-    secs["camera"] = time.monotonic() - started
-    if progress:
-        progress(1, total_steps, f"camera ({'estimated' if estimated else 'given'}), silhouette IoU "
-                                 f"{max(iou_before, iou_after):.2f}")
+    def fix_camera(self, starts, estimated: bool):
+        """An estimate: the grid's best few, each refined briefly, the best silhouette refined on
+        (a coarse grid can rank a wrong view first; a view and its mirror image stay alike, see
+        camera.py). A given camera: touched up. Sets self.cam_fixed; -> (IoU before, after)."""
+        s = self.s
+        quick = max(1, s.camera_iterations // CAMERA_RANKING_SHARE)
+        if estimated and len(starts) > 1:
+            ranked = [self.refine_camera(r, t, quick) for r, t in starts]
+            params, iou_before, first = max(ranked, key=lambda x: max(x[1], x[2]))
+            params, _, iou_after = self.refine_camera(params[1].numpy(), params[2].numpy(),
+                                                      s.camera_iterations - quick)
+            self.cam_fixed = params
+            return iou_before, max(iou_after, first)
+        self.cam_fixed, iou_before, iou_after = self.refine_camera(
+            *starts[0], s.camera_iterations if estimated else s.camera_iterations // CAMERA_RANKING_SHARE)
+        return iou_before, iou_after
 
-    graph = DeformationGraph(rest, s.nodes, seed=s.seed, faces=fw)
-    n = graph.n_nodes
-    rvecs = torch.zeros(n_frames, n, 3)
-    trans = torch.zeros(n_frames, n, 3)
-    binding = graph.bind(*points)
-    start_rv = start_tr = None
-    if init_offsets is not None:
-        start_rv, start_tr = _graph_pose(graph, init_offsets, weld, len(vw), centre, scale, rest_t, points, binding,
-                                         s, check)
+    # ------------------------------------------------------------ targets from flow and tracks
 
-    def flow_targets(positions: torch.Tensor, t: int):
-        """Where the flow from frame t-1 to t carries the visible vertices of `positions` (frame t-1)."""
-        if not s.use_flow:
+    def flow_targets(self, positions: torch.Tensor, t: int):
+        """Where the flow from frame t-1 to t carries the visible points of `positions` (frame t-1)."""
+        if not self.s.use_flow:
             return None
-        if t not in flow_cache_raw:
-            flow_cache_raw[t] = dense_flow(evidence[t - 1], evidence[t])
-        flow, valid = flow_cache_raw[t]
-        uv, depth = project(positions, cam_fixed)
+        if t not in self.flow_raw:
+            self.flow_raw[t] = dense_flow(self.evidence[t - 1], self.evidence[t])
+        flow, valid = self.flow_raw[t]
+        uv, depth = project(positions, self.cam_fixed)
         uv_np = uv.numpy()
-        vis = visible_points(uv_np, depth.numpy(), width, height)
-        ij = np.clip(np.round(uv_np).astype(int), 0, [width - 1, height - 1])
+        vis = visible_points(uv_np, depth.numpy(), self.width, self.height)
+        ij = np.clip(np.round(uv_np).astype(int), 0, [self.width - 1, self.height - 1])
         ok = vis & valid[ij[:, 1], ij[:, 0]]
-        if ok.sum() < 10:
+        if ok.sum() < MIN_TARGET_POINTS:
             return None
         idx = torch.as_tensor(np.flatnonzero(ok))
-        carried = uv[idx] + _sample(torch.from_numpy(flow), uv[idx])
-        return idx, carried
+        return idx, uv[idx] + _sample(torch.from_numpy(flow), uv[idx])
 
-    track_state = {}
-
-    def advance_tracks(t: int):
+    def advance_tracks(self, t: int):
         """Frame 0's visible points carried by the flow to frame t (chained, forward-backward
         checked, dropped when they leave the mask): targets that do not drift with the fit."""
-        if not s.use_flow:
+        if not self.s.use_flow:
             return None
-        if not track_state:
-            uv0, d0 = project(positions[0], cam_fixed)
-            vis = visible_points(uv0.numpy(), d0.numpy(), width, height)
-            track_state["idx"] = np.flatnonzero(vis)
-            track_state["visible0"] = vis
-            track_state["uv"] = uv0.numpy()[vis].astype(np.float32)
-        flow, valid = flow_cache_raw[t]
-        idx, uv = track_state["idx"], track_state["uv"]
+        state = self.tracks
+        if not state:
+            uv0, d0 = project(self.positions[0], self.cam_fixed)
+            vis = visible_points(uv0.numpy(), d0.numpy(), self.width, self.height)
+            state["idx"], state["visible0"] = np.flatnonzero(vis), vis
+            state["uv"] = uv0.numpy()[vis].astype(np.float32)
+        flow, valid = self.flow_raw[t]
+        idx, uv = state["idx"], state["uv"]
         ij = np.round(uv).astype(int)
-        inside = (ij[:, 0] >= 0) & (ij[:, 0] < width) & (ij[:, 1] >= 0) & (ij[:, 1] < height)
-        ij = np.clip(ij, 0, [width - 1, height - 1])
+        inside = (ij[:, 0] >= 0) & (ij[:, 0] < self.width) & (ij[:, 1] >= 0) & (ij[:, 1] < self.height)
+        ij = np.clip(ij, 0, [self.width - 1, self.height - 1])
         ok = inside & valid[ij[:, 1], ij[:, 0]]
         moved = uv[ok] + _sample(torch.from_numpy(flow), torch.from_numpy(uv[ok])).numpy()
-        ij = np.clip(np.round(moved).astype(int), 0, [width - 1, height - 1])
-        keep = evidence[t].mask[ij[:, 1], ij[:, 0]]
-        track_state["idx"], track_state["uv"] = idx[ok][keep], moved[keep]
-        if len(track_state["idx"]) < 10:
+        ij = np.clip(np.round(moved).astype(int), 0, [self.width - 1, self.height - 1])
+        keep = self.evidence[t].mask[ij[:, 1], ij[:, 0]]
+        state["idx"], state["uv"] = idx[ok][keep], moved[keep]
+        if len(state["idx"]) < MIN_TARGET_POINTS:
             return None
-        return torch.as_tensor(track_state["idx"]), torch.as_tensor(track_state["uv"])
+        return torch.as_tensor(state["idx"]), torch.as_tensor(state["uv"])
 
-    flow_cache_raw = {}
-
-    def guided_targets(src: int, t: int, src_pos: torch.Tensor, pos: torch.Tensor, src_visible=None):
+    def guided_targets(self, src: int, t: int, src_pos: torch.Tensor, pos: torch.Tensor, src_visible=None):
         """Targets in frame t for the points visible in frame src (and, by the fit, in t), from the
         flow src -> t measured as a correction to the motion src_pos -> pos."""
-        uv_s, z_s = project(src_pos, cam_fixed)
-        uv_t, z_t = project(pos, cam_fixed)
+        w, h = self.width, self.height
+        uv_s, z_s = project(src_pos, self.cam_fixed)
+        uv_t, z_t = project(pos, self.cam_fixed)
         uv_s, uv_t = uv_s.numpy(), uv_t.numpy()
-        vis = visible_points(uv_s, z_s.numpy(), width, height) if src_visible is None else src_visible
-        vis = vis & visible_points(uv_t, z_t.numpy(), width, height)
-        if vis.sum() < 10:
+        vis = visible_points(uv_s, z_s.numpy(), w, h) if src_visible is None else src_visible
+        vis = vis & visible_points(uv_t, z_t.numpy(), w, h)
+        if vis.sum() < MIN_TARGET_POINTS:
             return None
-        spacing = np.sqrt(evidence[src].mask.sum() / vis.sum())
-        pred = splat_field(uv_s[vis], uv_t[vis] - uv_s[vis], width, height, float(np.clip(1.5 * spacing, 2, 20)))
-        flow, valid = guided_flow(evidence[src], evidence[t], pred)
-        ij = np.clip(np.round(uv_s).astype(int), 0, [width - 1, height - 1])
+        spacing = np.sqrt(self.evidence[src].mask.sum() / vis.sum())
+        sigma = float(np.clip(GUIDE_SIGMA_SPACINGS * spacing, *GUIDE_SIGMA_PX))
+        pred = splat_field(uv_s[vis], uv_t[vis] - uv_s[vis], w, h, sigma)
+        flow, valid = guided_flow(self.evidence[src], self.evidence[t], pred)
+        ij = np.clip(np.round(uv_s).astype(int), 0, [w - 1, h - 1])
         ok = vis & valid[ij[:, 1], ij[:, 0]]
-        if ok.sum() < 10:
+        if ok.sum() < MIN_TARGET_POINTS:
             return None
         idx = torch.as_tensor(np.flatnonzero(ok))
         return idx, torch.from_numpy(uv_s)[idx] + _sample(torch.from_numpy(flow), torch.from_numpy(uv_s)[idx])
 
-    def track_loss(r_px):
+    # ------------------------------------------------------------ the loss terms
+
+    def track_loss(self, r_px):
         """Cauchy penalty of pixel residuals [N, 2], quadratic (half the squared distance in
         image units) while small."""
-        c2 = s.robust_scale ** 2
-        return 0.5 * c2 * torch.log1p((r_px * px).pow(2).sum(-1) / c2).mean()
+        c2 = self.s.robust_scale ** 2
+        return 0.5 * c2 * torch.log1p((r_px * self.px).pow(2).sum(-1) / c2).mean()
 
-    def frame_loss(t, rv, tr, prev_pos, targets, tracks=None):
-        pos = graph.deform(rest_t, rv, tr, binding=binding)
-        uv, _ = project(pos, cam_fixed)
-        inside, coverage = _silhouette_terms(uv, frames_t[t], px)
-        loss = s.w_inside * inside + s.w_coverage * coverage + s.w_rigid * graph.regularity(rv, tr)
+    def frame_loss(self, t, rv, tr, prev_pos, targets, tracks=None):
+        """The terms of the module docstring for frame t with node motions rv, tr; -> (loss, points)."""
+        s = self.s
+        pos = self.graph.deform(self.rest_t, rv, tr, binding=self.binding)
+        uv, _ = project(pos, self.cam_fixed)
+        inside, coverage = _silhouette_terms(uv, self.frames_t[t], self.px)
+        loss = s.w_inside * inside + s.w_coverage * coverage + s.w_rigid * self.graph.regularity(rv, tr)
         if targets is not None:
             idx, carried = targets
-            loss = loss + s.w_flow * track_loss(uv[idx] - carried)
+            loss = loss + s.w_flow * self.track_loss(uv[idx] - carried)
         if tracks is not None:
             idx, carried = tracks
-            loss = loss + s.w_track * track_loss(uv[idx] - carried)
+            loss = loss + s.w_track * self.track_loss(uv[idx] - carried)
         step = pos - prev_pos
-        along = step @ view_dir
+        along = step @ self.view_dir
         loss = loss + s.w_still * ((step ** 2).sum(-1).mean() + s.depth_still * (along ** 2).mean())
         return loss, pos
 
-    def descend(opt, steps, t, rv, tr, anchor, targets, tracks):
+    def descend(self, opt, steps, t, rv, tr, anchor, targets, tracks):
         """Steps of one frame's fit (node motions rv, tr in place)."""
         for _ in range(steps):
             opt.zero_grad()
-            loss, _ = frame_loss(t, rv, tr, anchor, targets, tracks)
+            loss, _ = self.frame_loss(t, rv, tr, anchor, targets, tracks)
             loss.backward()
             opt.step()
-            check()
+            self.check()
 
-    def across(x):
+    def across(self, x):
         """x without its component along the view direction."""
-        return x - (x @ view_dir)[..., None] * view_dir
+        return x - (x @ self.view_dir)[..., None] * self.view_dir
 
-    report = []
-    positions = torch.empty(n_frames, n_points, 3)
-    positions[0] = rest_t
-    if s.fit_first:
-        rv = torch.zeros(n, 3, requires_grad=True)
-        tr = torch.zeros(n, 3, requires_grad=True)
-        descend(torch.optim.Adam([rv, tr], lr=s.lr), s.iterations, 0, rv, tr, rest_t, None, None)
-        with torch.no_grad():
-            rvecs[0], trans[0] = rv.detach(), tr.detach()
-            positions[0] = graph.deform(rest_t, rvecs[0], trans[0], binding=binding)
-    iou_still = [silhouette_iou(project(rest_all, cam_fixed)[0].numpy(), fw, masks[t]) for t in range(n_frames)]
-    t0 = time.monotonic()
-    flow_cache, track_cache = {}, {}
-    for t in range(1, n_frames):
+    # ------------------------------------------------------------ the passes
+
+    def build_graph(self):
+        """The deformation graph over the normalised mesh, its binding to the fit points, and the
+        per-frame node motions (from the caller's starting poses where given)."""
+        self.graph = DeformationGraph(self.rest, self.s.nodes, seed=self.s.seed, faces=self.fw)
+        n = self.graph.n_nodes
+        self.rvecs = torch.zeros(self.n_frames, n, 3)
+        self.trans = torch.zeros(self.n_frames, n, 3)
+        self.binding = self.graph.bind(*self.points)
+        self.start_rv = self.start_tr = None
+        if self.init_offsets is not None:
+            self.start_rv, self.start_tr = _graph_pose(self.graph, self.init_offsets, self.weld, len(self.vw),
+                                                       self.centre, self.scale, self.rest_t, self.points,
+                                                       self.binding, self.s, self.check)
+        self.positions = torch.empty(self.n_frames, len(self.rest_t), 3)
+        self.positions[0] = self.rest_t
+
+    def fit_first_frame(self):
+        """Frame 0 to its silhouette alone (FitSettings.fit_first), and the still mesh's IoU per frame."""
+        if self.s.fit_first:
+            n = self.graph.n_nodes
+            rv = torch.zeros(n, 3, requires_grad=True)
+            tr = torch.zeros(n, 3, requires_grad=True)
+            self.descend(torch.optim.Adam([rv, tr], lr=self.s.lr), self.s.iterations, 0, rv, tr, self.rest_t,
+                         None, None)
+            with torch.no_grad():
+                self.rvecs[0], self.trans[0] = rv.detach(), tr.detach()
+                self.positions[0] = self.graph.deform(self.rest_t, self.rvecs[0], self.trans[0], binding=self.binding)
+        still_uv = project(self.rest_all, self.cam_fixed)[0].numpy()
+        self.iou_still = [silhouette_iou(still_uv, self.fw, self.masks[t]) for t in range(self.n_frames)]
+
+    def fit_frame(self, t: int):
+        """Frame t from the previous frame's solution (or the caller's starting pose), against the
+        flow from t-1 and the tracks from 0, then refined against both measured again."""
+        s = self.s
         # From the previous frame's solution, or from the caller's starting pose for this frame.
-        rv = (rvecs[t - 1] if start_rv is None else start_rv[t]).clone().requires_grad_(True)
-        tr = (trans[t - 1] if start_tr is None else start_tr[t]).clone().requires_grad_(True)
-        prev = positions[t - 1]
+        start_rv = self.rvecs[t - 1] if self.start_rv is None else self.start_rv[t]
+        start_tr = self.trans[t - 1] if self.start_tr is None else self.start_tr[t]
+        rv, tr = start_rv.clone().requires_grad_(True), start_tr.clone().requires_grad_(True)
+        prev = self.positions[t - 1]
         anchor = prev
-        if s.predict and t >= 2 and start_rv is None:
+        if s.predict and t >= 2 and self.start_rv is None:
             # Constant velocity: start (and hold still) where the last step would carry on to,
             # across the view only (along it nothing in one view says the motion goes on).
             with torch.no_grad():
-                tr += s.predict * across(trans[t - 1] - trans[t - 2])
-            anchor = prev + s.predict * across(prev - positions[t - 2])
-        targets = flow_targets(prev, t)
-        flow_cache[t] = targets
-        tracks = track_cache[t] = advance_tracks(t)
+                tr += s.predict * self.across(self.trans[t - 1] - self.trans[t - 2])
+            anchor = prev + s.predict * self.across(prev - self.positions[t - 2])
+        targets = self.flow_cache[t] = self.flow_targets(prev, t)
+        tracks = self.track_cache[t] = self.advance_tracks(t)
         opt = torch.optim.Adam([rv, tr], lr=s.lr)
-        descend(opt, s.iterations, t, rv, tr, anchor, targets, tracks)
+        self.descend(opt, s.iterations, t, rv, tr, anchor, targets, tracks)
         for _ in range(s.refine_rounds if s.use_flow else 0):
             with torch.no_grad():
-                pos_t = graph.deform(rest_t, rv, tr, binding=binding)
-            refined = guided_targets(t - 1, t, prev, pos_t)
+                pos_t = self.graph.deform(self.rest_t, rv, tr, binding=self.binding)
+            refined = self.guided_targets(t - 1, t, prev, pos_t)
             if refined is not None:
-                targets = flow_cache[t] = refined
+                targets = self.flow_cache[t] = refined
             if tracks is not None:
-                refined = guided_targets(0, t, positions[0], pos_t, src_visible=track_state["visible0"])
+                refined = self.guided_targets(0, t, self.positions[0], pos_t, src_visible=self.tracks["visible0"])
                 if refined is not None:
-                    tracks = track_cache[t] = refined
-                    track_state["idx"], track_state["uv"] = refined[0].numpy(), refined[1].numpy().astype(np.float32)
-            descend(opt, s.refine_iterations, t, rv, tr, anchor, targets, tracks)
+                    tracks = self.track_cache[t] = refined
+                    self.tracks["idx"] = refined[0].numpy()
+                    self.tracks["uv"] = refined[1].numpy().astype(np.float32)
+            self.descend(opt, s.refine_iterations, t, rv, tr, anchor, targets, tracks)
         with torch.no_grad():
-            rvecs[t], trans[t] = rv.detach(), tr.detach()
-            positions[t] = graph.deform(rest_t, rvecs[t], trans[t], binding=binding)
-        if progress:
-            progress(1 + t, total_steps, f"fitted frame {t}/{n_frames - 1}")
-    secs["frames"] = time.monotonic() - t0
+            self.rvecs[t], self.trans[t] = rv.detach(), tr.detach()
+            self.positions[t] = self.graph.deform(self.rest_t, self.rvecs[t], self.trans[t], binding=self.binding)
 
-    # Joint pass: all frames together, the flow targets kept, plus smooth acceleration.
-    t0 = time.monotonic()
-    if s.joint_iterations and n_frames > 2:
-        rv_all = rvecs[1:].clone().requires_grad_(True)
-        tr_all = trans[1:].clone().requires_grad_(True)
-        opt = torch.optim.Adam([rv_all, tr_all], lr=s.lr * 0.5)
+    def joint_pass(self):
+        """All frames together, the flow and track targets kept, plus smooth acceleration."""
+        s, n_frames = self.s, self.n_frames
+        if not s.joint_iterations or n_frames <= 2:
+            return
+        rv_all = self.rvecs[1:].clone().requires_grad_(True)
+        tr_all = self.trans[1:].clone().requires_grad_(True)
+        opt = torch.optim.Adam([rv_all, tr_all], lr=s.lr * JOINT_LR_FACTOR)
         for it in range(s.joint_iterations):
             opt.zero_grad()
             total = 0.0
-            pos_all = [positions[0]]
+            pos_all = [self.positions[0]]
             for t in range(1, n_frames):
-                anchor = pos_all[t - 1] if s.joint_self_still else positions[t - 1]
-                loss, pos = frame_loss(t, rv_all[t - 1], tr_all[t - 1], anchor,
-                                       flow_cache.get(t), track_cache.get(t))
+                anchor = pos_all[t - 1] if s.joint_self_still else self.positions[t - 1]
+                loss, pos = self.frame_loss(t, rv_all[t - 1], tr_all[t - 1], anchor, self.flow_cache.get(t),
+                                            self.track_cache.get(t))
                 pos_all.append(pos)
                 total = total + loss
             stacked = torch.stack(pos_all)
@@ -709,40 +780,44 @@ def _fit(vertices, faces, frames, camera, settings, progress, should_cancel, ini
             total = total + s.w_accel * (accel ** 2).sum(-1).mean() * n_frames
             total.backward()
             opt.step()
-            check()
-            if progress and (it + 1) % max(1, s.joint_iterations // (n_frames - 1)) == 0:
-                progress(min(n_frames + (it + 1) * (n_frames - 1) // s.joint_iterations, total_steps - 1),
-                         total_steps, f"joint pass {it + 1}/{s.joint_iterations}")
+            self.check()
+            if self.progress and (it + 1) % max(1, s.joint_iterations // (n_frames - 1)) == 0:
+                self.step(min(n_frames + (it + 1) * (n_frames - 1) // s.joint_iterations, self.total_steps - 1),
+                          f"joint pass {it + 1}/{s.joint_iterations}")
         with torch.no_grad():
-            rvecs[1:], trans[1:] = rv_all.detach(), tr_all.detach()
+            self.rvecs[1:], self.trans[1:] = rv_all.detach(), tr_all.detach()
             for t in range(1, n_frames):
-                positions[t] = graph.deform(rest_t, rvecs[t], trans[t], binding=binding)
-    secs["joint"] = time.monotonic() - t0
+                self.positions[t] = self.graph.deform(self.rest_t, self.rvecs[t], self.trans[t], binding=self.binding)
 
-    # Every vertex now, from the fitted node motions (rvecs/trans hold the final values).
-    full = torch.stack([graph.deform(rest_all, rvecs[t], trans[t]) for t in range(n_frames)]).detach()
-    depth_share = _depth_share(full, cam_fixed)
-    for t in range(n_frames):
-        uv = project(full[t], cam_fixed)[0].numpy()
-        entry = {"frame": t, "iou_before": round(iou_still[t], 4),
-                 "iou_after": round(silhouette_iou(uv, fw, masks[t]), 4), "depth_share": round(depth_share[t], 4)}
-        if t and flow_cache.get(t) is not None:
-            idx, carried = flow_cache[t]
-            still_uv = project(rest_t, cam_fixed)[0]
-            fit_uv = project(positions[t], cam_fixed)[0]
-            entry["flow_residual_before"] = round(float((still_uv[idx] - carried).norm(dim=-1).mean()), 3)
-            entry["flow_residual_after"] = round(float((fit_uv[idx] - carried).norm(dim=-1).mean()), 3)
-        report.append(entry)
-    if progress:
-        progress(total_steps, total_steps, "done")
-
-    moved = full.numpy().astype(np.float64) / scale + centre  # [T, Vw, 3] in the mesh's units
-    offsets = (moved - vw[None])[:, weld].astype(np.float32)
-    if not s.fit_first:
-        offsets[0] = 0.0
-    k_, r_, t_ = cam_fixed
-    # Back to the caller's frame: p_cam = R p + t with t = t_n / s - R c.
-    out_cam = Camera(cam.fx, cam.fy, cam.cx, cam.cy, width, height, r_.numpy().astype(np.float64),
-                     t_.numpy().astype(np.float64) / scale - r_.numpy().astype(np.float64) @ centre)
-    secs["total"] = time.monotonic() - started
-    return FitResult(offsets, out_cam, report, estimated, float(max(iou_before, iou_after)), secs)
+    def result(self, estimated: bool, camera_iou: float) -> FitResult:
+        """Every vertex from the fitted node motions, the per-frame report, the camera in the
+        caller's frame."""
+        cam_fixed, n_frames = self.cam_fixed, self.n_frames
+        full = torch.stack([self.graph.deform(self.rest_all, self.rvecs[t], self.trans[t])
+                            for t in range(n_frames)]).detach()
+        depth_share = _depth_share(full, cam_fixed)
+        report = []
+        for t in range(n_frames):
+            uv = project(full[t], cam_fixed)[0].numpy()
+            entry = {"frame": t, "iou_before": round(self.iou_still[t], 4),
+                     "iou_after": round(silhouette_iou(uv, self.fw, self.masks[t]), 4),
+                     "depth_share": round(depth_share[t], 4)}
+            if t and self.flow_cache.get(t) is not None:
+                idx, carried = self.flow_cache[t]
+                still_uv = project(self.rest_t, cam_fixed)[0]
+                fit_uv = project(self.positions[t], cam_fixed)[0]
+                entry["flow_residual_before"] = round(float((still_uv[idx] - carried).norm(dim=-1).mean()), 3)
+                entry["flow_residual_after"] = round(float((fit_uv[idx] - carried).norm(dim=-1).mean()), 3)
+            report.append(entry)
+        self.step(self.total_steps, "done")
+        moved = full.numpy().astype(np.float64) / self.scale + self.centre  # [T, Vw, 3] in the mesh's units
+        offsets = (moved - self.vw[None])[:, self.weld].astype(np.float32)
+        if not self.s.fit_first:
+            offsets[0] = 0.0
+        _, r_, t_ = cam_fixed
+        r_np, t_np = r_.numpy().astype(np.float64), t_.numpy().astype(np.float64)
+        # Back to the caller's frame: p_cam = R p + t with t = t_n / s - R c.
+        out_cam = Camera(self.cam.fx, self.cam.fy, self.cam.cx, self.cam.cy, self.width, self.height, r_np,
+                         t_np / self.scale - r_np @ self.centre)
+        self.secs["total"] = time.monotonic() - self.started
+        return FitResult(offsets, out_cam, report, estimated, camera_iou, self.secs)

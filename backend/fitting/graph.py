@@ -18,7 +18,6 @@ from scipy.spatial import cKDTree
 
 from backend.geometry.sampling import face_normals_and_areas, farthest_point_sampling
 
-DEFAULT_NODES = 192
 VERTEX_NODES = 6  # nodes blended per vertex
 NODE_NEIGHBOURS = 8  # graph edges per node
 
@@ -39,7 +38,7 @@ def axis_angle_to_matrix(rvec: torch.Tensor) -> torch.Tensor:
 class DeformationGraph:
     """Nodes over a mesh and the blend weights of its vertices (all fixed at the rest pose)."""
 
-    def __init__(self, vertices: np.ndarray, n_nodes: int = DEFAULT_NODES, seed: int = 0, faces=None):
+    def __init__(self, vertices: np.ndarray, n_nodes: int, seed: int = 0, faces=None):
         v = np.asarray(vertices, dtype=np.float64)
         n_nodes = int(min(n_nodes, len(v)))
         rng = np.random.default_rng(seed)
