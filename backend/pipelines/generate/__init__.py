@@ -73,6 +73,96 @@ __all__ = [
 ]
 
 
+def _choose_method(method: str, models_dir, mesh, known, loop, warnings: List[str]) -> tuple:
+    """(method, refine): "auto" becomes the learned path refined by fitting when its models are
+    all stored, else --method fit with a warning (given a mesh to fit), else the learned path (whose
+    error names the models to fetch)."""
+    if method not in METHODS:
+        raise BadInput(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    if method != "auto":
+        return method, False
+    missing = missing_learned_models(models_dir)
+    if not missing:
+        return "learned", True
+    if mesh is not None and not known and not loop:
+        warnings.append(f"the learned models are absent ({', '.join(missing)}; python -m backend models "
+                        "download): animated the mesh by video-guided fitting instead (--method fit)")
+        return "fit", False
+    return "learned", False  # nothing to fit without a mesh: the learned path names what to fetch
+
+
+def _refinement_camera(camera: Optional[str], mesh: Optional[str], refine: bool, warnings: List[str]):
+    """The camera.json the learned result's refinement uses (auto), or None with a warning saying why."""
+    if camera is None:
+        return None
+    if not refine:
+        warnings.append("--camera is used by --method fit and auto only; the learned pipeline ignored it")
+        return None
+    if mesh is None:
+        # A generated anchor lives in the model's box, not in the coordinates a camera.json names.
+        warnings.append("--camera needs --mesh (its coordinates); the camera was estimated from frame 0 instead")
+        return None
+    from ...fitting.camera import Camera
+
+    return Camera.load(camera)
+
+
+def _step_settings(fast: bool, stage0_steps, stage1_steps, resolution, face_budget) -> tuple:
+    """(stage 0 steps, stage 1 steps, resolution or None, face budget, where each came from)."""
+    s0 = check_int("stage0_steps", stage0_steps, 1) if stage0_steps is not None else (
+        FAST_STAGE0_STEPS if fast else STAGE0_STEPS)
+    s1 = check_int("stage1_steps", stage1_steps, 1) if stage1_steps is not None else (
+        FAST_STAGE1_STEPS if fast else STAGE1_STEPS)
+    sources = {"stage0_steps": "argument" if stage0_steps is not None else "release --fast" if fast else "release",
+               "stage1_steps": "argument" if stage1_steps is not None else "release --fast" if fast else "release",
+               "face_budget": "release" if face_budget == FACE_BUDGET else "argument"}
+    if resolution is not None:
+        resolution = check_int("resolution", resolution, 16)
+        sources["resolution"] = "argument"
+    return s0, s1, resolution, check_int("face_budget", face_budget, 4), sources
+
+
+def _image_tokens(ctx: JobContext, folder, prepared, dev):
+    """DINOv2's tokens of every prepared frame; the encoder is freed before Stage I loads."""
+    from ...models.image_encoder import ImageEncoder
+
+    ctx.progress("tokens", 0, 1, f"DINOv2 tokens of {len(prepared)} frames")
+    encoder = ImageEncoder(folder, device=dev)
+    _, tokens = encoder.encode(prepared)
+    del encoder
+    release_memory(dev)
+    ctx.progress("tokens", 1, 1, f"{tuple(tokens.shape)}")
+    return tokens
+
+
+def _warn_full_size_on_cpu(ctx: JobContext, warnings: List[str]) -> None:
+    # Said at the start, not only at the end: the user decides now whether to wait or cancel.
+    slow = ("the released models are running on the CPU: a 16-frame clip is about 19 PFLOP "
+            "(python -m backend plan), a day or more on a desktop CPU. Use a CUDA GPU, or animate "
+            "your own mesh without the models (--method fit)")
+    warnings.append(slow)
+    ctx.progress("prepare", 0, 1, f"warning: {slow}")
+
+
+def _model_set_resolution(triposg_folder, sources: dict) -> int:
+    """The extraction grid when none was asked for: the model set's own default, else the release's."""
+    own = model_set_defaults(triposg_folder).get("resolution")
+    if own is None:
+        sources["resolution"] = "release"
+        return EXTRACT_RESOLUTION
+    sources["resolution"] = f"model set: TripoSG model_index.json {MODEL_SET_DEFAULTS_KEY}"
+    return check_int(f"{MODEL_SET_DEFAULTS_KEY}.resolution of the model set", own, 16)
+
+
+def _check_keyframes(keyframes: dict, count: int, loop: bool) -> None:
+    bad = sorted(k for k in keyframes if not 0 < k < count)
+    if bad:
+        raise BadInput(f"--known frame(s) {', '.join(map(str, bad))} are outside the clip's frames 1..{count - 1} "
+                       "(frame 0 is the anchor: give its mesh with --mesh)")
+    if loop and (count - 1) in keyframes:
+        raise BadInput(f"--loop sets the last frame ({count - 1}) to the first; it cannot also be a --known frame")
+
+
 def run_generate(ctx: JobContext, *, input, out: str, mesh: Optional[str] = None, known=(), loop: bool = False,
                  masks: Optional[str] = None, start: int = 0, frames: Optional[int] = None, stride: int = 1,
                  fps: Optional[float] = None, seed: int = 44, device: str = "auto", fast: bool = False,
@@ -100,7 +190,6 @@ def run_generate(ctx: JobContext, *, input, out: str, mesh: Optional[str] = None
     from ...hub import require
     from ...meshio import load_mesh
     from ...models.dit import TemporalDenoiser
-    from ...models.image_encoder import ImageEncoder
     from ...models.temporal_autoencoder import TemporalAutoencoder
     from ...preprocessing import prepare_frames
 
@@ -108,19 +197,7 @@ def run_generate(ctx: JobContext, *, input, out: str, mesh: Optional[str] = None
     warnings: List[str] = []
     # -- arguments, before anything is read or loaded
     seed = check_int("seed", seed, 0)
-    if method not in METHODS:
-        raise BadInput(f"method must be one of {', '.join(METHODS)}, got {method!r}")
-    refine = False  # auto with the models stored: the learned result, then fitted to the frames
-    if method == "auto":
-        missing = missing_learned_models(models_dir)
-        if not missing:
-            method, refine = "learned", True
-        elif mesh is not None and not known and not loop:
-            warnings.append(f"the learned models are absent ({', '.join(missing)}; python -m backend models "
-                            "download): animated the mesh by video-guided fitting instead (--method fit)")
-            method = "fit"
-        else:
-            method = "learned"  # nothing to fit without a mesh: the learned path names what to fetch
+    method, refine = _choose_method(method, models_dir, mesh, known, loop, warnings)
     if method == "fit":
         if known or loop:
             raise BadInput("--known and --loop are for the learned method; --method fit follows the frames only")
@@ -129,27 +206,9 @@ def run_generate(ctx: JobContext, *, input, out: str, mesh: Optional[str] = None
         return run_fit(ctx, input=input, out_dir=out_dir, mesh=mesh, camera=camera, masks=masks, start=start,
                        frames=frames, stride=stride, fps=fps, seed=seed, device=device, models_dir=models_dir,
                        warnings=warnings, started=started, refuse_mismatch=refuse_mismatch)
-    fit_camera = None
-    if camera is not None and not refine:
-        warnings.append("--camera is used by --method fit and auto only; the learned pipeline ignored it")
-    elif camera is not None and mesh is None:
-        # A generated anchor lives in the model's box, not in the coordinates a camera.json names.
-        warnings.append("--camera needs --mesh (its coordinates); the camera was estimated from frame 0 instead")
-    elif camera is not None:
-        from ...fitting.camera import Camera
-
-        fit_camera = Camera.load(camera)
-    s0 = check_int("stage0_steps", stage0_steps, 1) if stage0_steps is not None else (
-        FAST_STAGE0_STEPS if fast else STAGE0_STEPS)
-    s1 = check_int("stage1_steps", stage1_steps, 1) if stage1_steps is not None else (
-        FAST_STAGE1_STEPS if fast else STAGE1_STEPS)
-    sources = {"stage0_steps": "argument" if stage0_steps is not None else "release --fast" if fast else "release",
-               "stage1_steps": "argument" if stage1_steps is not None else "release --fast" if fast else "release",
-               "face_budget": "release" if face_budget == FACE_BUDGET else "argument"}
-    if resolution is not None:
-        resolution = check_int("resolution", resolution, 16)
-        sources["resolution"] = "argument"
-    face_budget = check_int("face_budget", face_budget, 4)
+    fit_camera = _refinement_camera(camera, mesh, refine, warnings)
+    s0, s1, resolution, face_budget, sources = _step_settings(fast, stage0_steps, stage1_steps, resolution,
+                                                              face_budget)
     out_dir = Path(out).expanduser()
     check_output_folder(out_dir)
     keyframes = parse_known(known)
@@ -164,19 +223,9 @@ def run_generate(ctx: JobContext, *, input, out: str, mesh: Optional[str] = None
     sources["latent_tokens"] = ("model set: denoiser/config.json num_tokens_nominal"
                                 if "num_tokens_nominal" in denoiser_config else "release")
     if dev == "cpu" and int(denoiser_config.get("width", 0)) >= FULL_SIZE_WIDTH:
-        # Said at the start, not only at the end: the user decides now whether to wait or cancel.
-        slow = ("the released models are running on the CPU: a 16-frame clip is about 19 PFLOP "
-                "(python -m backend plan), a day or more on a desktop CPU. Use a CUDA GPU, or animate "
-                "your own mesh without the models (--method fit)")
-        warnings.append(slow)
-        ctx.progress("prepare", 0, 1, f"warning: {slow}")
+        _warn_full_size_on_cpu(ctx, warnings)
     if resolution is None:
-        own = model_set_defaults(folders["triposg"]).get("resolution")
-        if own is not None:
-            resolution = check_int(f"{MODEL_SET_DEFAULTS_KEY}.resolution of the model set", own, 16)
-            sources["resolution"] = f"model set: TripoSG model_index.json {MODEL_SET_DEFAULTS_KEY}"
-        else:
-            resolution, sources["resolution"] = EXTRACT_RESOLUTION, "release"
+        resolution = _model_set_resolution(folders["triposg"], sources)
 
     # -- the clip
     clip = read_clip(ctx, input, start=start, frames=frames, stride=stride, fps=fps, warnings=warnings,
@@ -184,12 +233,7 @@ def run_generate(ctx: JobContext, *, input, out: str, mesh: Optional[str] = None
     count = len(clip)
     warnings += clip_length_warnings(count, clip.more_frames,
                                      size=int(denoiser_config.get("temporal_context_size", WINDOW)))
-    bad = sorted(k for k in keyframes if not 0 < k < count)
-    if bad:
-        raise BadInput(f"--known frame(s) {', '.join(map(str, bad))} are outside the clip's frames 1..{count - 1} "
-                       "(frame 0 is the anchor: give its mesh with --mesh)")
-    if loop and (count - 1) in keyframes:
-        raise BadInput(f"--loop sets the last frame ({count - 1}) to the first; it cannot also be a --known frame")
+    _check_keyframes(keyframes, count, loop)
     # mesh mode: the mesh, and its UVs and material for animated.glb
     given, surface = load_given_mesh(mesh, warnings) if mesh is not None else (None, None)
     known_meshes = {k: load_mesh(p, role=f"known frame {k} mesh") for k, p in sorted(keyframes.items())}
@@ -210,12 +254,7 @@ def run_generate(ctx: JobContext, *, input, out: str, mesh: Optional[str] = None
         ctx.check_cancel()
 
         with meter("image_tokens"):
-            ctx.progress("tokens", 0, 1, f"DINOv2 tokens of {count} frames")
-            encoder = ImageEncoder(folders["dinov2"], device=dev)
-            _, tokens = encoder.encode(prepared)
-            del encoder
-            release_memory(dev)
-            ctx.progress("tokens", 1, 1, f"{tuple(tokens.shape)}")
+            tokens = _image_tokens(ctx, folders["dinov2"], prepared, dev)
 
         with meter("stage1"):
             denoiser = load_flow_transformer(TemporalDenoiser, folders["actionmesh"] / "denoiser", dev=dev, dtype=dtype,
