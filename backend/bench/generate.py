@@ -380,7 +380,7 @@ def plan_beside(plan: dict, preset: str) -> dict:
     """plan's figures for one preset, per stage the job meters: estimated seconds (H100 peak) and
     peak tensor memory (without plan's allowance for the CUDA context, which max_memory_allocated
     does not see either)."""
-    from .plan import CONTEXT_BYTES, pipeline_configuration
+    from ..pipelines.plan import CONTEXT_BYTES, pipeline_configuration
 
     config = pipeline_configuration(plan, low_vram=preset == "low-vram")
     stages = {}
@@ -396,7 +396,7 @@ def plan_beside(plan: dict, preset: str) -> dict:
 def cpu_refusal(frame_counts: List[int], alpha: bool) -> dict:
     """What --random-full would cost on this CPU, which has no GPU to measure on (plan's default
     preset), and what plan expects on a GPU in the default and low-vram presets."""
-    from .plan import PlanSettings, _flops, duration, make_plan, pipeline_configuration
+    from ..pipelines.plan import PlanSettings, _flops, duration, make_plan, pipeline_configuration
 
     estimates, parts, expected = [], [], {}
     for count in frame_counts:
@@ -418,7 +418,7 @@ def run_random_full(frame_counts: List[int], source: Path, presets: List[str], s
                     seed: int = 0) -> dict:
     import torch
 
-    from .plan import RELEASE, PlanSettings, make_plan
+    from ..pipelines.plan import RELEASE, PlanSettings, make_plan
 
     results = {"mode": "random-full", "release": RELEASE, "cuda": torch.cuda.is_available(), "frames": frame_counts,
                "presets": presets, "input": str(source), "seed": seed, "runs": []}
@@ -476,7 +476,7 @@ def random_full_table(results: dict) -> List[str]:
 def run(models_dir: Optional[str], frame_counts: List[int], source: Path, tiny: bool = False) -> dict:
     import torch
 
-    from .plan import RELEASE
+    from ..pipelines.plan import RELEASE
 
     found = inspect_models(models_dir)
     small = tiny or any(m["small"] for m in found["models"].values())
