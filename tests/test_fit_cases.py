@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import re
 import subprocess
 import sys
@@ -20,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+
+from blender_harness import missing_data
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "tools" / "render_fit_cases.py"
@@ -95,10 +96,8 @@ def test_md2_texture_coordinates_and_mesh_file(tmp_path):
 
     folder = md2_folder()
     if folder is None:
-        reason = "the MD2 characters are not installed (python3 build.py setup unpacks them from assimp-testmodels)"
-        if os.environ.get("CI"):
-            pytest.fail(reason + "; CI must have them")
-        pytest.skip(reason)
+        missing_data("the MD2 characters are not installed "
+                     "(python3 build.py setup unpacks them from assimp-testmodels)")
     tool = _tool()
     for name in CHARACTERS:
         keyframes, tris, _ = read_md2(folder / f"{name}.md2")  # the old interface is unchanged
@@ -108,10 +107,7 @@ def test_md2_texture_coordinates_and_mesh_file(tmp_path):
         if not (folder / tool.MD2_SKINS[name]).is_file():
             # Setups from before build.py copied the .bmp skins have the models without them; a
             # fresh setup (CI's) always has them, so there it is a failure, not a skip.
-            reason = f"{tool.MD2_SKINS[name]} is not next to the MD2 files: delete {folder} and rerun setup"
-            if os.environ.get("CI"):
-                pytest.fail(reason)
-            pytest.skip(reason)
+            missing_data(f"{tool.MD2_SKINS[name]} is not next to the MD2 files: delete {folder} and rerun setup")
         case = tool.md2_case(f"{name}-run", 16)
         # Split at UV seams only: every MD2 vertex is still there, each split copy moves alike.
         assert set(case.extra["md2_vertex"]) == set(range(keyframes.shape[1]))
@@ -214,9 +210,7 @@ def test_md2_clip_table_matches_the_files():
 
     folder = md2_folder()
     if folder is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI must have the MD2 characters")
-        pytest.skip("the MD2 characters are not installed (python3 build.py setup)")
+        missing_data("the MD2 characters are not installed (python3 build.py setup)")
     assert set(MD2_CLIPS) == set(CHARACTERS)
     for name in CHARACTERS:
         clips = []
@@ -259,9 +253,7 @@ def test_a_z_up_case_renders_the_same_scene_with_truth_and_camera_in_its_own_axe
     from backend.synthetic.md2 import md2_folder
 
     if md2_folder() is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI must have the MD2 characters")
-        pytest.skip("the MD2 characters are not installed (python3 build.py setup)")
+        missing_data("the MD2 characters are not installed (python3 build.py setup)")
     size, specs = 64, ("faerie:wave@az150,el-5,f85", "faerie:wave@az150,el-5,f85,zup")
     proc = subprocess.run([sys.executable, str(SCRIPT), "--out", str(tmp_path), "--cases", " ".join(specs),
                            "--frames", "2", "--size", str(size), "--samples", "1", "--no-denoise"],

@@ -32,8 +32,6 @@ from backend.hub.registry import DINOV2, MODELS  # noqa: E402
 def addon_zip(tmp_path_factory):
     """The extension zip, staged and built in a private folder (as build.py does) so that builds of
     other test runs sharing build/ and dist/ cannot interfere."""
-    import tomllib
-
     import importlib.util
 
     root = tmp_path_factory.mktemp("extension")
@@ -42,13 +40,10 @@ def addon_zip(tmp_path_factory):
     build = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(build)
     build.stage_extension(stage)
-    info = tomllib.loads((REPO / "blender_manifest.toml").read_text())
-    tools = sorted((REPO / ".venv").glob("lib/python3.11/site-packages/bpy/*/scripts/addons_core/bl_pkg/cli/"
-                                         "blender_ext.py"))
-    if not tools:
-        pytest.skip("blender_ext.py not found in the bpy wheel (python3 build.py setup)")
+    info = build.manifest()
+    tool = build.blender_ext_tool()  # exits saying to run setup where the bpy wheel lacks it
     out = root / f"{info['id']}-{info['version']}.zip"
-    proc = subprocess.run([sys.executable, str(tools[-1]), "build", "--source-dir", str(stage), "--output-filepath",
+    proc = subprocess.run([sys.executable, str(tool), "build", "--source-dir", str(stage), "--output-filepath",
                            str(out)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return str(out)
