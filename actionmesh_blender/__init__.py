@@ -4,15 +4,22 @@
 The heavy lifting runs in a separate backend process (`python -m backend serve`); this package
 imports only bpy, the standard library and numpy.
 
-Layout: props.py (scene settings, job state), preferences.py, operators/ (one module per
-family), ui/ (the sidebar panel), session.py + backend_client.py (the backend process and its
-job), exchange.py + cameras.py (numpy-only file and camera formats), shape_keys.py,
-blender_mesh.py and sources.py (Blender-side data in and out).
+Layout, as Dream Textures' and the glTF add-on's: data, drawing and acting apart, no circle.
+    data       props.py (scene settings, job state), preferences.py (the add-on's preferences;
+               config.py reads them for everyone else), session.py (the backend process, the
+               job, what the preferences' jobs learned; runtime only)
+    ui/        draws: panel.py (the sidebar), preferences.py (the preferences' boxes)
+    operators/ acts: job.py (the one base of every backend job), video.py, sequence.py,
+               models.py (the model manager), backend.py (Set Up Backend, Check)
+    exchange   backend_client.py (the protocol), exchange.py + cameras.py (numpy-only file and
+               camera formats), backend_setup.py (the setup's commands and log),
+               availability.py (cheap checks for the panel)
+    Blender    shape_keys.py, blender_mesh.py, sources.py (Blender-side data in and out)
 """
 
 import bpy
 
-from . import backend_setup, models_ui, operators, preferences, props, session, ui
+from . import operators, preferences, props, session, ui
 
 # Registration order: property groups first, then preferences, operators, UI. Unregistration runs
 # in reverse. Add new classes by extending this tuple (or the family's own `classes`).
@@ -21,8 +28,6 @@ classes = (
     props.ActionMeshJobState,
     preferences.ActionMeshPreferences,
     *operators.classes,
-    *models_ui.classes,
-    *backend_setup.classes,
     *ui.classes,
 )
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-# The learned pipeline's models (backend/hub/registry.py): org/name on the Hugging Face hub.
+# The learned pipeline's models (backend/pipelines/generate/inputs.py LEARNED_MODELS, their repositories in
+# backend/hub/registry.py): org/name on the Hugging Face hub. The add-on never imports the backend, so
+# this is a copy; tests/test_fit.py keeps the two equal.
 LEARNED_REPOS = ("facebook/ActionMesh", "VAST-AI/TripoSG", "facebook/dinov2-large")
 
 

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 # Must equal backend.protocol.PROTOCOL_VERSION (a test checks); the add-on never imports the backend.
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 HELLO_TIMEOUT = 60.0  # first start imports numpy/scipy/trimesh, which is slow on a cold disk
 
 

@@ -49,36 +49,26 @@ def read_offsets(path: Path, n_vertices: int) -> tuple[np.ndarray, float]:
     return offsets, fps
 
 
-def fit_summary(frame_fit) -> str:
-    """One line on how well the frames fit, from the backend's per-frame report ("frame_fit"):
-    the mean surface distance before and after (percent of the mesh's size), and the frames whose
-    result was held back at its starting pose. Empty when the report is missing."""
+def fit_summary(fit) -> str:
+    """One line on how well a job's result follows its input, from the result's "fit" (one shape
+    for every fit: backend/pipelines/fit_report.py): a registration's mean surface distance
+    (percent of the mesh's size) or a video fit's mean silhouette IoU, before -> after, and the
+    frames held back at (or toward) their starting pose. Empty when the job ran no fit."""
     try:
-        before = [float(e["fit_before"]) for e in frame_fit]
-        after = [float(e["fit_after"]) for e in frame_fit]
-        held = [int(e["frame"]) for e in frame_fit if not e["accepted"]]
-    except (TypeError, KeyError, ValueError):
+        measure, before, after = fit["measure"], float(fit["before"]), float(fit["after"])
+        held = [int(f) for f in fit.get("held_frames") or []]
+    except (TypeError, KeyError, ValueError, AttributeError):
         return ""
-    if not before:
+    if measure == "silhouette_iou":
+        line = f"silhouette IoU {before:.2f} -> {after:.2f}"
+    elif measure == "surface_distance":
+        line = f"surface fit {100 * before:.2f}% -> {100 * after:.2f}% of its size"
+    else:
         return ""
-    line = f"surface fit {100 * sum(before) / len(before):.2f}% -> {100 * sum(after) / len(after):.2f}% of its size"
     if held:
         shown = ", ".join(str(f) for f in held[:8]) + (" ..." if len(held) > 8 else "")
-        line += f"; held back (check): frame{'s' if len(held) > 1 else ''} {shown}"
+        line += f"; {len(held)} frame{'s' if len(held) != 1 else ''} held back (check {shown})"
     return line
-
-
-def video_fit_summary(outputs: dict) -> str:
-    """One line on how well a video fit follows the frames, from the job's result: the mean
-    silhouette IoU of the still mesh and of the fitted one, and how many frames the fit's verdict
-    held back. Empty when the job ran no fit."""
-    try:
-        before, after = float(outputs["iou_before"]), float(outputs["iou_after"])
-    except (TypeError, KeyError, ValueError):
-        return ""
-    held = outputs.get("held_frames") or []
-    line = f"silhouette IoU {before:.2f} -> {after:.2f}"
-    return line + (f", {len(held)} frame{'s' if len(held) != 1 else ''} held back" if held else "")
 
 
 def warnings_summary(warnings) -> str:

@@ -1,52 +1,14 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Add-on preferences and where the backend's interpreter and job folders live."""
+"""The add-on's preferences: the data (read elsewhere through config.py) and its layout (the
+boxes are drawn by ui/preferences.py)."""
 
-
-import os
-import sys
-from pathlib import Path
 
 import bpy
 
-from .backend_client import BackendUnavailable
+from . import session
+from .config import ADDON_ID, ENV_PYTHON
 from .props import METHOD_ITEMS
-
-ENV_PYTHON = "ACTIONMESH_BACKEND_PYTHON"
-
-
-def user_dir() -> Path:
-    """Writable per-user folder: the extension's own folder is cleared on upgrade, so never write there."""
-    try:
-        return Path(bpy.utils.extension_path_user(__package__, create=True))
-    except (ValueError, AttributeError):  # loaded as a legacy add-on, not as an extension
-        return Path(bpy.utils.user_resource("SCRIPTS", path="actionmesh", create=True))
-
-
-def default_env_python() -> Path:
-    env = user_dir() / "backend-env"
-    return env / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
-
-
-def get_prefs(context=None):
-    context = context or bpy.context
-    addon = context.preferences.addons.get(__package__)
-    return addon.preferences if addon else None
-
-
-def backend_python(context=None) -> str:
-    """ACTIONMESH_BACKEND_PYTHON, else the preference, else the environment 'Set Up Backend' makes."""
-    if os.environ.get(ENV_PYTHON):
-        return os.environ[ENV_PYTHON]
-    prefs = get_prefs(context)
-    if prefs is not None and prefs.backend_python:
-        return bpy.path.abspath(prefs.backend_python)
-    default = default_env_python()
-    if not default.exists():
-        raise BackendUnavailable("no backend environment yet: click 'Set Up Backend' in the ActionMesh "
-                                 f"preferences, or point 'Backend Python' (or {ENV_PYTHON}) at a Python "
-                                 "with the backend's requirements")
-    return str(default)
-
+from .ui.preferences import draw_backend_setup, draw_model_manager
 
 TORCH_BUILD_ITEMS = [
     ("AUTO", "Automatic", "CUDA build on Linux and Windows, the default build (Metal/MPS) on macOS, CPU elsewhere"),
@@ -57,13 +19,11 @@ TORCH_BUILD_ITEMS = [
 
 def _models_dir_changed(self, context):
     # The list describes the previous folder: forget it so nothing stale is shown or acted on.
-    from . import models_ui
-
-    models_ui.forget_status()
+    session.forget_models()
 
 
 class ActionMeshPreferences(bpy.types.AddonPreferences):
-    bl_idname = __package__
+    bl_idname = ADDON_ID
 
     backend_python: bpy.props.StringProperty(
         name="Backend Python", subtype="FILE_PATH", default="",
@@ -75,9 +35,9 @@ class ActionMeshPreferences(bpy.types.AddonPreferences):
                ("cpu", "CPU", "Always the CPU"),
                ("cuda", "CUDA GPU", "An NVIDIA GPU through CUDA")])
     method: bpy.props.EnumProperty(
-        name="Method", items=METHOD_ITEMS, default="auto",
+        name="Method", items=METHOD_ITEMS, default="learned-optimize",
         description="How a mesh sequence becomes shape keys on the selected object")
-    model_dir: bpy.props.StringProperty(
+    weights_dir: bpy.props.StringProperty(
         name="Stage II Weights", subtype="DIR_PATH", default="",
         description="Mesh sequences only: a folder with our own learned Stage II weights (vae/ and stage2/ "
                     "inside, e.g. a training run's). Empty: the tiny weights that come with the backend. Not "
@@ -99,13 +59,10 @@ class ActionMeshPreferences(bpy.types.AddonPreferences):
         description="Which build of torch 'Set Up Backend' installs")
 
     def draw(self, context):
-        from .backend_setup import draw_backend_setup
-        from .models_ui import draw_model_manager
-
         layout = self.layout
         draw_backend_setup(layout, context)
         col = layout.column()
         col.prop(self, "device")
         col.prop(self, "method")
-        col.prop(self, "model_dir")
+        col.prop(self, "weights_dir")
         draw_model_manager(layout, context)

@@ -13,7 +13,7 @@ SPACE_ITEMS = [
 ]
 
 METHOD_ITEMS = [
-    ("auto", "Learned + Optimise", "The learned Stage II model's prediction, refined by optimisation where that "
+    ("learned-optimize", "Learned + Optimise", "The learned Stage II model's prediction, refined by optimisation where that "
      "fits better (optimisation alone when the Stage II weights are not installed)"),
     ("learned", "Learned", "One forward pass of the learned Stage II model: fastest (needs the Stage II weights)"),
     ("optimize", "Optimise", "Non-rigid registration, frame to frame, as rigid as possible (no weights needed)"),
@@ -38,7 +38,7 @@ TARGET_ITEMS = [
     ("ACTIVE", "Active Mesh", "Animate the selected mesh (UVs, materials, modifiers and other keys are kept)"),
 ]
 VIDEO_METHOD_ITEMS = [
-    ("auto", "Learned + Fit", "The learned models' motion refined by fitting to the clip (fitting alone, with a "
+    ("learned-fit", "Learned + Fit", "The learned models' motion refined by fitting to the clip (fitting alone, with a "
      "warning, when the models are not stored)"),
     ("learned", "Learned", "ActionMesh's learned models only (needs the models)"),
     ("fit", "Fit", "Fit the mesh to the clip's silhouettes and optical flow, on the CPU, no models needed"),
@@ -65,15 +65,18 @@ TRANSFER_CAMERA_ITEMS = [
 class ActionMeshSettings(bpy.types.PropertyGroup):
     source: bpy.props.EnumProperty(name="Source", items=PANEL_SOURCE_ITEMS, default="STRIP")
     target: bpy.props.EnumProperty(name="Target", items=TARGET_ITEMS, default="NEW")
-    sequence_dir: bpy.props.StringProperty(
+    # Named as the operators' and the backend's arguments are (`python -m backend register
+    # --sequence`, `generate --input --frames --masks`), so a setting keeps its name from the panel
+    # to the CLI. The movie file and the image folder are two settings only for their two file browsers.
+    sequence: bpy.props.StringProperty(
         name="Mesh Sequence", subtype="DIR_PATH",
         description="Folder with one mesh per frame (obj, ply, stl, glb), in name order")
     space: bpy.props.EnumProperty(name="Coordinates", items=SPACE_ITEMS, default="LOCAL",
                                   description="Which coordinates the sequence files are in")
-    movie_file: bpy.props.StringProperty(name="Movie File", subtype="FILE_PATH")
-    image_dir: bpy.props.StringProperty(name="Image Folder", subtype="DIR_PATH",
+    input_file: bpy.props.StringProperty(name="Movie File", subtype="FILE_PATH")
+    input_dir: bpy.props.StringProperty(name="Image Folder", subtype="DIR_PATH",
                                         description="Folder of PNG/JPG frames, in name order")
-    masks_dir: bpy.props.StringProperty(name="Masks", subtype="DIR_PATH",
+    masks: bpy.props.StringProperty(name="Masks", subtype="DIR_PATH",
                                         description="Optional: one mask image per frame (white = subject); empty: "
                                                     "the frames' alpha, else the background remover")
     motion_object: bpy.props.PointerProperty(name="Motion From", type=bpy.types.Object,
@@ -81,10 +84,10 @@ class ActionMeshSettings(bpy.types.PropertyGroup):
     use_strip_range: bpy.props.BoolProperty(name="Strip's Range", default=True,
                                             description="Use the strip's visible frames")
     start: bpy.props.IntProperty(name="Start", default=0, min=0, description="First frame of the clip (0 = its first)")
-    count: bpy.props.IntProperty(name="Frames", default=0, min=0, description="How many frames; 0: to the end")
+    frames: bpy.props.IntProperty(name="Frames", default=0, min=0, description="How many frames; 0: to the end")
     stride: bpy.props.IntProperty(name="Stride", default=1, min=1, description="Use every N-th frame")
     seed: bpy.props.IntProperty(name="Seed", default=44, min=0)
-    method: bpy.props.EnumProperty(name="Method", items=VIDEO_METHOD_ITEMS, default="auto")
+    method: bpy.props.EnumProperty(name="Method", items=VIDEO_METHOD_ITEMS, default="learned-fit")
     quality: bpy.props.EnumProperty(name="Quality", items=QUALITY_ITEMS, default="DEFAULT")
     memory: bpy.props.EnumProperty(name="Memory", items=MEMORY_ITEMS, default="AUTO")
     camera: bpy.props.EnumProperty(name="Camera", items=CAMERA_ITEMS, default="SCENE")

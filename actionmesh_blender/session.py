@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The one backend process and the one job of this Blender session (no bpy here).
+"""The one backend process and the one job of this Blender session, and what the preferences'
+jobs last learned (no bpy here).
 
 The backend is started on first use and kept warm between jobs, so model weights stay loaded;
 it is restarted when it died or when the chosen interpreter changed, and stopped when the
@@ -14,6 +15,19 @@ from .backend_client import BackendProcess, Job
 _backend: BackendProcess | None = None
 current_job: Job | None = None
 listeners: list = []
+
+# What the preferences show, runtime only (never saved: each describes the disk or the backend at
+# the moment it was asked). The model manager's list and its last job (busy, progress, message,
+# error); it is forgotten when the Models Folder changes.
+models_status: dict = {"store": "", "models": [], "message": "", "error": "", "busy": "", "progress": 0.0,
+                       "updated": 0.0}
+# The backend Check's last answer, and the Set Up Backend run.
+check_result: dict = {"outputs": None, "message": "", "error": "", "busy": "", "progress": 0.0, "updated": 0.0}
+setup_state: dict = {"running": False, "step": "", "error": "", "done": ""}
+
+
+def forget_models() -> None:
+    models_status.update(store="", models=[], message="", error="")
 
 
 def get_backend(python: str, *, cwd: str | None = None) -> BackendProcess:

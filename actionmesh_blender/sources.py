@@ -26,7 +26,7 @@ class VideoSource:
     name: str  # what to call the result
     fps: float | None  # the rate of the source's frames (before the stride); None: the movie's own
     start: int  # first frame of the source to use
-    count: int | None  # how many frames (after the stride); None: to the end
+    frames: int | None  # how many frames (after the stride); None: to the end
     stride: int
     scene_start: int  # scene frame of the first key
 
@@ -68,9 +68,10 @@ def folder_frames(directory: str) -> list[str]:
     return sorted((f for f in os.listdir(directory) if f.lower().endswith(IMAGE_SUFFIXES)), key=natural_key)
 
 
-def resolve(scene, *, kind: str, filepath: str = "", directory: str = "", strip_name: str = "", start: int = -1,
-            count: int = 0, stride: int = 1, fps: float = 0.0) -> VideoSource:
-    """The frames a video job reads, its timing and where its keys go. `start` -1 and `count` 0
+def resolve(scene, *, kind: str, input: str = "", strip_name: str = "", start: int = -1, frames: int = 0,
+            stride: int = 1, fps: float = 0.0) -> VideoSource:
+    """The frames a video job reads, its timing and where its keys go. `input`: the movie file
+    (kind FILE) or the folder of frames (FOLDER); unused for a strip. `start` -1 and `frames` 0
     mean "from the source": the strip's visible part, else the whole clip from its first frame;
     `fps` 0 means the source's own rate (a movie's; the scene's for an image folder). The keys'
     timing comes from the result's rate (the clip's over the stride), mapped onto the scene's."""
@@ -87,13 +88,13 @@ def resolve(scene, *, kind: str, filepath: str = "", directory: str = "", strip_
         # frame_offset_start frames into the movie, at scene frame frame_final_start.
         if start < 0:
             start = int(round(strip.frame_offset_start))
-        if count <= 0:
-            count = max(1, math.ceil(strip.frame_final_duration / stride))
+        if frames <= 0:
+            frames = max(1, math.ceil(strip.frame_final_duration / stride))
         scene_start = int(strip.frame_final_start)
         name = os.path.splitext(strip.name)[0] or Path(path).stem
     elif kind == "FILE":
-        path = bpy.path.abspath(filepath)
-        if not filepath:
+        path = bpy.path.abspath(input)
+        if not input:
             raise SourceError("Choose a movie file first")
         if not os.path.isfile(path):
             raise SourceError(f"Movie file not found: {path}")
@@ -102,8 +103,8 @@ def resolve(scene, *, kind: str, filepath: str = "", directory: str = "", strip_
         own_fps = None  # the backend reads the movie's own rate
         name = Path(path).stem
     elif kind == "FOLDER":
-        path = bpy.path.abspath(directory)
-        if not directory:
+        path = bpy.path.abspath(input)
+        if not input:
             raise SourceError("Choose the folder of frames first")
         if not os.path.isdir(path):
             raise SourceError(f"Image folder not found: {path}")
@@ -114,7 +115,7 @@ def resolve(scene, *, kind: str, filepath: str = "", directory: str = "", strip_
     else:
         raise SourceError(f"Unknown source {kind!r}")
     return VideoSource(path=path, name=name, fps=float(fps) if fps > 0 else own_fps, start=max(0, start),
-                       count=count if count > 0 else None, stride=stride, scene_start=scene_start)
+                       frames=frames if frames > 0 else None, stride=stride, scene_start=scene_start)
 
 
 def first_frame_image(source: VideoSource):

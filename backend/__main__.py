@@ -24,6 +24,10 @@ def _has_developer_tools() -> bool:
 
 
 def _parser() -> argparse.ArgumentParser:
+    # One list of each command's methods: the pipelines' own.
+    from .pipelines.generate.inputs import METHODS as GENERATE_METHODS
+    from .pipelines.register import METHODS as REGISTER_METHODS
+
     p = argparse.ArgumentParser(prog="python -m backend", description="ActionMesh backend")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="JSON-lines service on stdin/stdout (used by the Blender add-on)")
@@ -32,16 +36,16 @@ def _parser() -> argparse.ArgumentParser:
     reg.add_argument("--reference", required=True, help="the mesh whose topology is kept (obj, ply, stl, glb)")
     reg.add_argument("--sequence", required=True, help="folder with one mesh per frame, sorted by name")
     reg.add_argument("--out", required=True, help="output folder: animation.npz and animated.glb")
-    reg.add_argument("--method", default="auto", choices=["optimize", "learned", "auto"],
-                     help="auto (default): the learned Stage II prediction refined by optimisation where that fits "
-                          "better (optimisation alone when the learned weights are not installed); learned: one "
-                          "forward pass; optimize: ARAP/ICP registration, no weights")
-    reg.add_argument("--weights", default=None,
+    reg.add_argument("--method", default="learned-optimize", choices=REGISTER_METHODS,
+                     help="learned-optimize (default): the learned Stage II prediction, then optimised, keeping per "
+                          "frame the one closer to the frame's surface (optimisation alone when the learned weights "
+                          "are not installed); learned: one forward pass; optimize: ARAP/ICP registration, no weights")
+    reg.add_argument("--weights-dir", default=None,
                      help="folder with the learned weights, vae/ and stage2/ inside (default: backend/weights/tiny)")
     reg.add_argument("--profile", default="tiny", choices=["tiny", "actionmesh"],
                      help="tiny (default): our small shipped Stage II; actionmesh: the official Stage II (TripoSG's "
                           "VAE encoder + ActionMesh's autoencoder) from the model store (python -m backend models)")
-    reg.add_argument("--models", default=None,
+    reg.add_argument("--models-dir", default=None,
                      help="models folder laid out like the hub repositories (default: the Hugging Face hub cache)")
     reg.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     reg.add_argument("--fps", type=float, default=24.0)
@@ -51,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     rec.add_argument("--input", required=True, help="mesh to encode (obj, ply, stl, glb)")
     rec.add_argument("--out", required=True, help="output mesh (.obj, .ply or .glb)")
     rec.add_argument("--profile", default="tiny", choices=["tiny", "triposg"])
-    rec.add_argument("--weights", default=None, help="a folder with config.json and model.safetensors")
+    rec.add_argument("--weights-dir", default=None, help="a folder with config.json and model.safetensors")
     rec.add_argument("--resolution", type=int, default=256)
     rec.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     rec.add_argument("--json", action="store_true", help="print the result as one JSON line")
@@ -62,15 +66,15 @@ def _parser() -> argparse.ArgumentParser:
                                                   "anchor.glb, report.json")
     gen.add_argument("--mesh", default=None, help="animate this mesh instead of generating one from frame 0; "
                                                   "the result keeps its vertices, order and coordinates")
-    gen.add_argument("--method", default="learned", choices=["learned", "fit", "auto"],
+    gen.add_argument("--method", default="learned", choices=GENERATE_METHODS,
                      help="learned (default): ActionMesh's models; fit: fit --mesh to the frames' masks and "
-                          "optical flow on the CPU, no weights; auto: learned then fit from its result when the models "
-                          "are stored, else fit")
-    gen.add_argument("--camera", default=None, help="--method fit/auto: the frames' camera (camera.json, OpenCV "
+                          "optical flow on the CPU, no weights; learned-fit: learned, then fitted from its result, "
+                          "when the models are stored, else fit")
+    gen.add_argument("--camera", default=None, help="--method fit/learned-fit: the frames' camera (camera.json, OpenCV "
                                                     "convention, the mesh's coordinates); default: estimated from "
                                                     "frame 0's mask")
     gen.add_argument("--refuse-mismatch", action="store_true",
-                     help="--method fit/auto: fail, writing nothing, when the mesh covers frame 0's object poorly "
+                     help="--method fit/learned-fit: fail, writing nothing, when the mesh covers frame 0's object poorly "
                           "even after placing the camera (instead of a warning)")
     gen.add_argument("--known", action="append", default=[], metavar="FRAME=MESH",
                      help="a keyframe's shape (frame counted in the selected frames, 1..T-1); repeatable")
@@ -90,7 +94,7 @@ def _parser() -> argparse.ArgumentParser:
                           "plan --low-vram); the flow transformers' Linear layers held in bf16 (autocast's own cast, "
                           "so the same numbers: max |diff| 0 on the parity cases), the guidance pair as two passes, "
                           "smaller decoding chunks; about the same time")
-    gen.add_argument("--models", default=None,
+    gen.add_argument("--models-dir", default=None,
                      help="models folder laid out like the hub repositories (default: the Hugging Face hub cache)")
     gen.add_argument("--stage1-meshes", action="store_true",
                      help="also write each frame's Stage I shape (stage1/frame_XXXX.glb, stage1/latents.npy)")
@@ -190,22 +194,22 @@ def main(argv=None) -> int:
         from .pipelines import run_register
 
         return _run_job(run_register, args.json, reference=args.reference, sequence=args.sequence, out=args.out,
-                        method=args.method, device=args.device, fps=args.fps, weights_dir=args.weights,
-                        profile=args.profile, models_dir=args.models)
+                        method=args.method, device=args.device, fps=args.fps, weights_dir=args.weights_dir,
+                        profile=args.profile, models_dir=args.models_dir)
     if args.command == "generate":
         from .pipelines import run_generate
 
         return _run_job(run_generate, args.json, input=args.input, out=args.out, mesh=args.mesh, known=args.known,
                         loop=args.loop, masks=args.masks, start=args.start, frames=args.frames, stride=args.stride,
                         fps=args.fps, seed=args.seed, device=args.device, fast=args.fast, low_vram=args.low_vram,
-                        models_dir=args.models, stage1_meshes=args.stage1_meshes, stage0_steps=args.stage0_steps,
+                        models_dir=args.models_dir, stage1_meshes=args.stage1_meshes, stage0_steps=args.stage0_steps,
                         stage1_steps=args.stage1_steps, resolution=args.resolution, method=args.method,
                         camera=args.camera, refuse_mismatch=args.refuse_mismatch)
     if args.command == "reconstruct":
         from .pipelines import run_reconstruct
 
         return _run_job(run_reconstruct, args.json, input=args.input, out=args.out, profile=args.profile,
-                        weights_dir=args.weights, resolution=args.resolution, device=args.device)
+                        weights_dir=args.weights_dir, resolution=args.resolution, device=args.device)
     return 1
 
 

@@ -9,7 +9,7 @@ client -> backend
   {"type": "ping", "nonce": ANY}
   {"type": "shutdown"}
 backend -> client
-  {"type": "hello", "protocol": 1, "backend": VERSION, "pid": INT, "commands": [...]}
+  {"type": "hello", "protocol": 2, "backend": VERSION, "pid": INT, "commands": [...]}
   {"type": "accepted", "job": ID}
   {"type": "progress", "job": ID, "stage": STR, "step": INT, "total": INT, "message": STR}
   {"type": "result", "job": ID, "outputs": {...}}
@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import json
 
-PROTOCOL_VERSION = 1
+# 2: one vocabulary (method names learned-fit / learned-optimize, every fit reported in one shape
+# under "fit"); a client of version 1 would send "auto" and read "frame_fit".
+PROTOCOL_VERSION = 2
 
 CLIENT_TYPES = ("submit", "cancel", "ping", "shutdown")
 

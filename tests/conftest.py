@@ -28,7 +28,7 @@ def shared_examples():
 def learned_weights(tmp_path_factory):
     """A weights folder (vae/ + stage2/) for the learned methods: the shipped tiny weights when the
     Stage II ones have shipped, else the shipped VAE + an untrained Stage II model of the shipped
-    configuration, enough to run every code path of "learned" and "auto" (whose refinement must
+    configuration, enough to run every code path of "learned" and "learned-fit" (whose refinement must
     then fit well anyway)."""
     import json
     import shutil

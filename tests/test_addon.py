@@ -69,7 +69,7 @@ scene.frame_start, scene.frame_end = 10, 12
 before = snapshot(obj)
 bpy.ops.ed.undo_push(message="before ActionMesh")
 # EXEC_DEFAULT with undo=True: the undo push a click in the UI gets.
-status = bpy.ops.actionmesh.animate_from_sequence("EXEC_DEFAULT", True, directory={str(seq["sequence"])!r},
+status = bpy.ops.actionmesh.animate_from_sequence("EXEC_DEFAULT", True, sequence={str(seq["sequence"])!r},
                                                   space="LOCAL")
 obj = bpy.data.objects[obj.name]
 offsets = generated_offsets(obj)
@@ -119,14 +119,15 @@ bpy.context.view_layer.objects.active = obj
 uv_layers, materials = len(obj.data.uv_layers), [m.name for m in obj.data.materials]
 prefs = bpy.context.preferences.addons[PKG].preferences
 methods_run = []
-# The operator follows the add-on preference unless told otherwise; the Model Folder preference
-# says where the learned weights are. The last run (the preference's default, "auto", with the
-# learned weights) is the one checked below.
-for pref, explicit, model_dir in (("auto", "optimize", ""), ("optimize", None, ""), ("auto", None, ""),
-                                  ("auto", "learned", {str(weights)!r}), ("auto", None, {str(weights)!r})):
-    prefs.method, prefs.model_dir = pref, model_dir
+# The operator follows the add-on preference unless told otherwise; the Stage II Weights preference
+# says where the learned weights are. The last run (the preference's default, "learned-optimize",
+# with the learned weights) is the one checked below.
+both = "learned-optimize"
+for pref, explicit, weights_dir in ((both, "optimize", ""), ("optimize", None, ""), (both, None, ""),
+                                    (both, "learned", {str(weights)!r}), (both, None, {str(weights)!r})):
+    prefs.method, prefs.weights_dir = pref, weights_dir
     kw = {{"method": explicit}} if explicit else {{}}
-    status = bpy.ops.actionmesh.animate_from_sequence(directory={str(seq_dir)!r}, space="WORLD_Y_UP", **kw)
+    status = bpy.ops.actionmesh.animate_from_sequence(sequence={str(seq_dir)!r}, space="WORLD_Y_UP", **kw)
     methods_run.append(session.current_job.outputs.get("method"))
 scene = bpy.context.scene
 to_y_up = np.array([[1, 0, 0], [0, 0, 1], [0, -1, 0]], np.float64)
@@ -145,10 +146,11 @@ result(status=sorted(status), error=bpy.context.window_manager.actionmesh_job.la
 '''
     r = run_blender(script, bpy_version, tmp_path=tmp_path)
     assert r["status"] == ["FINISHED"], r["error"]
-    # An explicit method wins over the preference; without the Stage II weights "auto" runs
-    # "optimize" (the backend says so in a warning); with the Model Folder set, learned and auto run.
+    # An explicit method wins over the preference; without the Stage II weights "learned-optimize"
+    # runs "optimize" (the backend says so in a warning); with the weights folder set, both run.
     stage2 = (REPO / "backend" / "weights" / "tiny" / "stage2" / "model.safetensors").is_file()
-    assert r["methods"] == ["optimize", "optimize", "auto" if stage2 else "optimize", "learned", "auto"]
+    both = "learned-optimize"
+    assert r["methods"] == ["optimize", "optimize", both if stage2 else "optimize", "learned", both]
     assert r["keys"] == ["Basis"] + [f"AM_{t:03d}" for t in range(4)], "re-runs replace the AM_ keys"
     assert r["uv_layers"][0] == r["uv_layers"][1] >= 1 and r["materials"][0] == r["materials"][1]
     from scipy.spatial import cKDTree
@@ -187,7 +189,7 @@ def run(directory, listener=None):
     if listener:
         session.listeners.append(listener)
     try:
-        status = bpy.ops.actionmesh.animate_from_sequence(directory=directory)
+        status = bpy.ops.actionmesh.animate_from_sequence(sequence=directory)
     except RuntimeError as exc:  # an operator that reports an error raises when called from Python
         status = {{"ERROR"}}
         assert state.last_error in str(exc)
@@ -273,7 +275,7 @@ def test_panda_against_inward_wound_marching_cubes_frames(bpy_version, extension
 bpy.ops.import_scene.gltf(filepath={str(panda)!r})
 obj = max((o for o in bpy.context.scene.objects if o.type == "MESH"), key=lambda o: len(o.data.vertices))
 bpy.context.view_layer.objects.active = obj
-status = bpy.ops.actionmesh.animate_from_sequence(directory={str(seq_dir)!r}, space="WORLD_Y_UP")
+status = bpy.ops.actionmesh.animate_from_sequence(sequence={str(seq_dir)!r}, space="WORLD_Y_UP")
 state = bpy.context.window_manager.actionmesh_job
 scene = bpy.context.scene
 to_y_up = np.array([[1, 0, 0], [0, 0, 1], [0, -1, 0]], np.float64)
@@ -290,7 +292,7 @@ result(status=sorted(status), error=state.last_error, line=state.status, method=
 '''
     r = run_blender(script, bpy_version, tmp_path=tmp_path)
     assert r["status"] == ["FINISHED"], r["error"]
-    assert r["method"] == "auto" and "surface fit" in r["line"], r["line"]
+    assert r["method"] == "learned-optimize" and "surface fit" in r["line"], r["line"]
     frames = np.array(r["frames"])
     rest, moved = frames[0], frames[1:]
     # The motion is a map of space over the mesh's box, so the truth of Blender's own vertices

@@ -115,8 +115,8 @@ before = counts()
 out["strip_run"] = made(call(bpy.ops.actionmesh.generate_from_video, source="STRIP", masks={str(masks)!r}, **common),
                         before)
 before = counts()
-out["file_run"] = made(call(bpy.ops.actionmesh.generate_from_video, source="FILE", filepath={str(movie)!r},
-                            masks={str(masks)!r}, count=3, stage1_meshes=True, **common), before)
+out["file_run"] = made(call(bpy.ops.actionmesh.generate_from_video, source="FILE", input={str(movie)!r},
+                            masks={str(masks)!r}, frames=3, stage1_meshes=True, **common), before)
 stage1 = bpy.data.collections.get(out["file_run"]["new"][0] + " Stage I") if out["file_run"]["new"] else None
 out["stage1"] = sorted(o.name for o in stage1.objects) if stage1 else None
 out["stage1_in_scene"] = bool(stage1) and stage1.name in scene.collection.children
@@ -124,7 +124,7 @@ before = counts()
 bpy.ops.ed.undo_push(message="before folder")
 # EXEC_DEFAULT with undo=True: the undo push a click in the UI gets.
 out["folder_run"] = made(call(lambda **kw: bpy.ops.actionmesh.generate_from_video("EXEC_DEFAULT", True, **kw),
-                              source="FOLDER", directory={folder!r}, count=3, stride=2, **common), before)
+                              source="FOLDER", input={folder!r}, frames=3, stride=2, **common), before)
 bpy.ops.ed.undo()
 out["undone"] = counts() == before
 result(**out)
@@ -168,7 +168,7 @@ n_vertices = len(obj.data.vertices)
 before = counts()
 bpy.ops.ed.undo_push(message="before")
 status, error = call(lambda **kw: bpy.ops.actionmesh.animate_from_video("EXEC_DEFAULT", True, **kw),
-                     source="FOLDER", directory={str(panda)!r}, count=3, method="fit", camera="ESTIMATE")
+                     source="FOLDER", input={str(panda)!r}, frames=3, method="fit", camera="ESTIMATE")
 obj = bpy.data.objects[obj.name]
 uv_same = len(uv_before) == len(obj.data.uv_layers) >= 1
 for layer, uv in zip(obj.data.uv_layers, uv_before):
@@ -248,7 +248,7 @@ settings_before = [render.engine, render.resolution_x, render.resolution_y, rend
                    render.filepath, scene.camera, list(mover.location), scene.frame_current]
 before = counts()
 status, error = call(bpy.ops.actionmesh.transfer_motion, motion_source="OBJECT", source_object="Mover",
-                     render_camera="FRAMING", count=4, method="fit", render_size=128)
+                     render_camera="FRAMING", frames=4, method="fit", render_size=128)
 after = counts()
 settings_after = [render.engine, render.resolution_x, render.resolution_y, render.film_transparent,
                   render.filepath, scene.camera, list(mover.location), scene.frame_current]
@@ -271,7 +271,7 @@ cam.rotation_euler = (1.37, 0.0, 0.0)
 scene.camera = cam
 scene.render.resolution_x, scene.render.resolution_y = 640, 480
 status2, error2 = call(bpy.ops.actionmesh.transfer_motion, motion_source="OBJECT", source_object="Mover",
-                       render_camera="SCENE", count=4, method="fit", render_size=128)
+                       render_camera="SCENE", frames=4, method="fit", render_size=128)
 centres2 = []
 for f in (1, 4):
     scene.frame_set(f)
@@ -318,7 +318,7 @@ for name, location, turn, scale in (("InPlace", (0, 0, 0), 0.0, 1.0), ("Away", (
     target.rotation_euler.z = math.radians(turn)
     target.scale = (scale, scale, scale)
     status, error = call(bpy.ops.actionmesh.transfer_motion, motion_source="OBJECT", source_object="Mover",
-                         render_camera="FRAMING", count=4, method="fit", render_size=128)
+                         render_camera="FRAMING", frames=4, method="fit", render_size=128)
     assert status == ["FINISHED"], (name, error)
     basis = np.empty(len(target.data.vertices) * 3, np.float32)
     target.data.vertices.foreach_get("co", basis)
@@ -375,32 +375,32 @@ def run(name, op, listener=None, **kw):
         session.listeners.clear()
     report[name] = [status, error, counts() == before]
 
-run("missing_file", gen, source="FILE", filepath={str(tmp_path / "missing.mp4")!r})
-run("empty_folder", gen, source="FOLDER", directory={str(empty)!r})
-run("no_frames", anim, source="FOLDER", directory={str(notes)!r}, method="fit")
+run("missing_file", gen, source="FILE", input={str(tmp_path / "missing.mp4")!r})
+run("empty_folder", gen, source="FOLDER", input={str(empty)!r})
+run("no_frames", anim, source="FOLDER", input={str(notes)!r}, method="fit")
 run("no_strip", gen, source="STRIP")
-run("not_a_movie", anim, source="FILE", filepath={str(notes / "readme.txt")!r}, method="fit")
-run("one_frame", anim, source="FOLDER", directory={folder!r}, count=1, method="fit")
-run("no_models", anim, source="FOLDER", directory={folder!r}, method="learned",
+run("not_a_movie", anim, source="FILE", input={str(notes / "readme.txt")!r}, method="fit")
+run("one_frame", anim, source="FOLDER", input={folder!r}, frames=1, method="fit")
+run("no_models", anim, source="FOLDER", input={folder!r}, method="learned",
     models_dir={str(empty)!r})
 run("no_object", bpy.ops.actionmesh.transfer_motion, motion_source="OBJECT", source_object="Nope", method="fit")
 
 def cancel_in_stage0(job):
     if job.stage == "stage0":
         job.cancel()
-run("cancel", gen, cancel_in_stage0, source="FOLDER", directory={folder!r}, count=3, **common)
+run("cancel", gen, cancel_in_stage0, source="FOLDER", input={folder!r}, frames=3, **common)
 
 pids = []
 def kill_in_stage0(job):
     if job.stage == "stage0" and not pids:
         pids.append(job.backend.pid)
         os.kill(job.backend.pid, signal.SIGKILL)
-run("kill", gen, kill_in_stage0, source="FOLDER", directory={folder!r}, count=3, **common)
+run("kill", gen, kill_in_stage0, source="FOLDER", input={folder!r}, frames=3, **common)
 def kill_in_fit(job):
     if job.stage == "fit" and len(pids) == 1:
         pids.append(job.backend.pid)
         os.kill(job.backend.pid, signal.SIGKILL)
-run("kill_fit", anim, kill_in_fit, source="FOLDER", directory={folder!r}, count=3, method="fit", camera="ESTIMATE")
+run("kill_fit", anim, kill_in_fit, source="FOLDER", input={folder!r}, frames=3, method="fit", camera="ESTIMATE")
 result(**report)
 '''
     r = run_blender(script, bpy_version, tmp_path=tmp_path)
@@ -461,11 +461,11 @@ for fit, (w, h), shift in (("AUTO", (640, 360), (0.1, -0.05)), ("VERTICAL", (300
     bpy.data.objects.remove(cam)
 scene.camera = bpy.data.objects.new("shot", bpy.data.cameras.new("shot"))
 scene.collection.objects.link(scene.camera)
-status = sorted(bpy.ops.actionmesh.show_frame0(source="FOLDER", directory={str(panda)!r}, start=3))
+status = sorted(bpy.ops.actionmesh.show_frame0(source="FOLDER", input={str(panda)!r}, start=3))
 bgs = [(b.image.filepath, b.display_depth) for b in scene.camera.data.background_images]
-again = sorted(bpy.ops.actionmesh.show_frame0(source="FOLDER", directory={str(panda)!r}, start=3))
+again = sorted(bpy.ops.actionmesh.show_frame0(source="FOLDER", input={str(panda)!r}, start=3))
 n_bgs = len(scene.camera.data.background_images)
-movie_status = sorted(bpy.ops.actionmesh.show_frame0(source="FILE", filepath={str(tmp_path / "tiny.mp4")!r}, start=2))
+movie_status = sorted(bpy.ops.actionmesh.show_frame0(source="FILE", input={str(tmp_path / "tiny.mp4")!r}, start=2))
 movie_bg = [(b.image.source, b.image_user.frame_offset, b.image_user.frame_duration)
             for b in scene.camera.data.background_images if b.image.source == "MOVIE"]
 
@@ -490,7 +490,7 @@ panel_cls = bpy.types.VIEW3D_PT_actionmesh
 settings = scene.actionmesh
 for source in ("STRIP", "FILE", "FOLDER", "SEQUENCE", "OBJECT"):
     for target in ("NEW", "ACTIVE"):
-        for method in ("auto", "learned", "fit"):
+        for method in ("learned-fit", "learned", "fit"):
             settings.source, settings.target, settings.method = source, target, method
             fake = type("P", (), {{"layout": Layout()}})()
             panel_cls.draw(fake, bpy.context)

@@ -570,7 +570,7 @@ def test_generate_without_alpha_uses_rmbg_and_without_it_fails_clearly(models_wi
     video = _video_without_alpha(shared_examples, tmp_path / "kangaroo.mp4")
     out = tmp_path / "out"
     # 8 of the 16 frames: RMBG runs at the release's 1024 x 1024 input, ~1.4 s a frame here.
-    proc = run_backend("generate", "--input", video, "--out", out, "--models", models_with_rmbg, "--frames", "8",
+    proc = run_backend("generate", "--input", video, "--out", out, "--models-dir", models_with_rmbg, "--frames", "8",
                        "--device", "cpu", "--json")
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "background removal 8/8" in proc.stderr  # RMBG ran on every frame
@@ -583,7 +583,7 @@ def test_generate_without_alpha_uses_rmbg_and_without_it_fails_clearly(models_wi
         assert data["offsets"].shape == (8, len(data["vertices"]), 3) and np.isfinite(data["offsets"]).all()
 
     bare = tmp_path / "bare"
-    proc = run_backend("generate", "--input", video, "--out", bare, "--models", tiny_models[0], "--device", "cpu")
+    proc = run_backend("generate", "--input", video, "--out", bare, "--models-dir", tiny_models[0], "--device", "cpu")
     assert proc.returncode == 2, proc.stderr[-4000:]
     assert "no alpha and no background remover" in proc.stderr and "models download rmbg" in proc.stderr
     assert not bare.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".bare.")]

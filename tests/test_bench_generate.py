@@ -13,7 +13,7 @@ from backend_cli import run_backend
 def test_bench_on_tiny_set_times_every_stage(tiny_models, shared_examples, tmp_path):
     models, _, _ = tiny_models
     path = tmp_path / "bench.json"
-    proc = run_backend("bench", "generate", "--models", models, "--frames", "16", "--json", path, timeout=600)
+    proc = run_backend("bench", "generate", "--models-dir", models, "--frames", "16", "--json", path, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
     result = json.loads(path.read_text())
     assert result["mode"] == "overhead" and all(m["small"] for m in result["models"].values())
@@ -30,7 +30,7 @@ def test_bench_without_models_names_what_is_missing(tmp_path):
     empty = tmp_path / "no_models"
     empty.mkdir()
     path = tmp_path / "bench.json"
-    proc = run_backend("bench", "generate", "--models", empty, "--json", path)
+    proc = run_backend("bench", "generate", "--models-dir", empty, "--json", path)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(path.read_text())
     assert result["mode"] == "unavailable" and result["runs"] == []
@@ -188,6 +188,6 @@ def test_random_full_table_prints_each_stage_beside_the_plan():
 
 def test_random_full_refuses_models_of_its_own(tmp_path):
     proc = run_backend("bench", "generate", "--random-full", "--tiny")
-    assert proc.returncode == 2 and "takes neither --models nor --tiny" in proc.stderr
+    assert proc.returncode == 2 and "takes neither --models-dir nor --tiny" in proc.stderr
     proc = run_backend("bench", "generate", "--random-full", "--presets", "default,turbo")
     assert proc.returncode == 2 and "unknown: turbo" in proc.stderr

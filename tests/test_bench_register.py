@@ -11,7 +11,7 @@ def test_bench_register_scores_methods_on_synthetic_sequences(tmp_path):
     out = tmp_path / "bench.json"
     proc = subprocess.run([sys.executable, "-m", "backend", "bench", "register", "--frames", "3", "--sequences",
                            "creature,articulated", "--articulated", "1", "--methods", "none,optimize,learned",
-                           "--baseline-frames", "0", "--weights", str(tmp_path), "--json", str(out)],
+                           "--baseline-frames", "0", "--weights-dir", str(tmp_path), "--json", str(out)],
                           cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert "vert err" in proc.stdout and "CD-M" in proc.stdout

@@ -163,7 +163,7 @@ def test_learned_methods_on_the_panda_from_the_cli(panda_sequence, tmp_path, met
 def test_learned_methods_with_a_weights_folder(panda_sequence, tmp_path, method, learned_weights):
     out = tmp_path / method
     proc = run_cli("--reference", panda_sequence["reference"], "--sequence", panda_sequence["sequence"],
-                   "--out", out, "--method", method, "--weights", learned_weights, "--device", "cpu", "--json")
+                   "--out", out, "--method", method, "--weights-dir", learned_weights, "--device", "cpu", "--json")
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["method"] == method and result["frames"] == 16
@@ -184,6 +184,6 @@ def test_learned_methods_with_a_weights_folder(panda_sequence, tmp_path, method,
 
 def test_missing_weights_folder_is_refused(panda_sequence, tmp_path):
     proc = run_cli("--reference", panda_sequence["reference"], "--sequence", panda_sequence["sequence"],
-                   "--out", tmp_path / "out", "--weights", tmp_path / "nowhere", "--device", "cpu")
+                   "--out", tmp_path / "out", "--weights-dir", tmp_path / "nowhere", "--device", "cpu")
     _expect_refusal(proc, "weights folder not found", "nowhere")
     assert not (tmp_path / "out" / "animation.npz").exists()

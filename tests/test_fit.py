@@ -40,7 +40,7 @@ def test_fit_with_the_camera_beats_the_still_mesh(case, tmp_path):
                        "--camera", case / "camera.json", "--json")
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert result["method"] == "fit" and result["camera_estimated"] is False
+    assert result["method"] == "fit" and result["fit"]["camera_estimated"] is False
 
     rest = load_mesh(mesh)
     with np.load(out / "animation.npz") as npz:
@@ -58,7 +58,8 @@ def test_fit_with_the_camera_beats_the_still_mesh(case, tmp_path):
     report = json.loads((out / "report.json").read_text())
     frames = report["fit"]["per_frame"]
     assert len(frames) == FRAMES
-    assert np.mean([f["iou_after"] for f in frames]) >= np.mean([f["iou_before"] for f in frames])
+    assert report["fit"]["measure"] == "silhouette_iou" and report["fit"]["better"] == "higher"
+    assert np.mean([f["after"] for f in frames]) >= np.mean([f["before"] for f in frames])
     assert all("flow_residual_after" in f for f in frames[1:])
     # How much of the motion runs along the view, against the truth's own share (from the case's
     # camera): panda-bend swings its arm partly toward the camera; measured 0.30-0.35 fitted.
@@ -75,23 +76,24 @@ def test_fit_with_the_camera_beats_the_still_mesh(case, tmp_path):
     assert (out / "camera.json").is_file() and (out / "animated.glb").is_file()
     # The verdict: two fits of the clip agree on this motion, seen across the view: nothing held.
     assert all(0 <= f["disagreement"] < 1 and f["trust"] == 1 for f in frames), frames
-    assert report["fit"]["held_frames"] == [] and result["held_frames"] == []
+    assert report["fit"]["held_frames"] == [] and result["fit"]["held_frames"] == []
+    assert not any(f["held"] for f in frames)
     assert report["fit"]["settings"]["second_opinion"] is True
     from backend.fitting.camera import Camera
 
     Camera.load(out / "camera.json")  # a camera the fit (or the add-on) can read back
 
 
-def test_auto_without_the_models_fits_with_an_estimated_camera(case, tmp_path):
-    """--method auto with no learned models stored: --method fit's path (warning naming what is
+def test_learned_fit_without_the_models_fits_with_an_estimated_camera(case, tmp_path):
+    """--method learned-fit with no learned models stored: --method fit's path (warning naming what is
     missing); no --camera, so the camera is estimated from frame 0 and the report says so."""
     out = tmp_path / "out"
     proc = run_backend("generate", "--input", case / "frames", "--mesh", case_mesh(case), "--out", out,
-                       "--method", "auto", "--models", tmp_path / "no_models", "--json")
+                       "--method", "learned-fit", "--models-dir", tmp_path / "no_models", "--json")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "learned models are absent" in proc.stderr and "actionmesh" in proc.stderr
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert result["method"] == "fit" and result["camera_estimated"] is True
+    assert result["method"] == "fit" and result["fit"]["camera_estimated"] is True
     report = json.loads((out / "report.json").read_text())
     assert report["fit"]["camera_estimated"] is True and len(report["fit"]["per_frame"]) == FRAMES
     # The estimated camera (the grid search's best dozen refined, the best silhouette kept) sees
@@ -109,22 +111,23 @@ def test_auto_without_the_models_fits_with_an_estimated_camera(case, tmp_path):
     assert fit_err < 0.85 * still_err, (fit_err, still_err)
 
 
-def test_auto_refines_the_learned_result_by_fitting(case, tmp_path, tiny_models):
-    """With the models stored (the tiny random set), auto runs the learned pipeline, then the fit
+def test_learned_fit_refines_the_learned_result_by_fitting(case, tmp_path, tiny_models):
+    """With the models stored (the tiny random set), learned-fit runs the learned pipeline, then the fit
     from its offsets with the given camera: the fitted result is what is written."""
     from backend.meshio import load_mesh
 
     models, _, _ = tiny_models
     out = tmp_path / "out"
     proc = run_backend("generate", "--input", case / "frames", "--mesh", case_mesh(case), "--out", out,
-                       "--method", "auto", "--camera", case / "camera.json", "--models", models,
+                       "--method", "learned-fit", "--camera", case / "camera.json", "--models-dir", models,
                        "--stage0-steps", "2", "--stage1-steps", "1", "--resolution", "32", "--device", "cpu", "--json")
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert result["method"] == "auto" and result["camera_estimated"] is False
+    assert result["method"] == "learned-fit" and result["fit"]["camera_estimated"] is False
     report = json.loads((out / "report.json").read_text())
-    assert report["method"] == "auto" and len(report["fit"]["per_frame"]) == FRAMES
-    assert {"iou_before", "iou_after", "camera_used", "camera_estimated", "camera_iou"} <= set(report["fit"])
+    assert report["method"] == "learned-fit" and len(report["fit"]["per_frame"]) == FRAMES
+    assert {"measure", "before", "after", "held_frames", "camera_used", "camera_estimated", "camera_iou"} <= set(
+        report["fit"])
     assert "fit" in report["stages"] and (out / "camera.json").is_file()
     rest = load_mesh(case_mesh(case))
     with np.load(out / "animation.npz") as npz:
@@ -177,7 +180,7 @@ def test_bench_fit_prints_its_table(case, tmp_path):
 
 
 def test_frames_whose_mask_touches_the_edge_are_named():
-    from backend.pipelines.generate import border_frames
+    from backend.pipelines.generate.inputs import border_frames
 
     rgba = np.zeros((3, 16, 16, 4), np.uint8)
     rgba[:, 5:10, 5:10, 3] = 255  # inside
@@ -338,8 +341,8 @@ def _verdict_case(parts, init=None, second_iou=0.5, step=0.1):
     b[:, :, 1] += (step * np.arange(4) * np.asarray(parts))[:, None]
     rotation = look_rotation(np.array([0.0, 1.0, 0.0]), 0.0, 0.0)
     camera = Camera(40.0, 40.0, 15.5, 15.5, 32, 32, rotation, np.array([0.0, 0.0, 4.0]))
-    frames = np.zeros((4, 32, 32, 4), np.uint8)
-    frames[:, 8:24, 8:24, 3] = 255
+    masks = np.zeros((4, 32, 32), bool)
+    masks[:, 8:24, 8:24] = True
 
     def report(iou):
         out = [{"frame": t, "iou_after": iou, "flow_residual_after": 0.1} for t in range(4)]
@@ -347,7 +350,7 @@ def _verdict_case(parts, init=None, second_iou=0.5, step=0.1):
         return out
 
     first, second = FitResult(a, camera, report(0.9)), FitResult(b, camera, report(second_iou))
-    return _verdict(first, second, v, faces, frames, FitSettings(), init), a, b
+    return _verdict(first, second, v, faces, masks, FitSettings(), init), a, b
 
 
 def test_the_verdict_holds_frames_where_two_fits_part():
@@ -417,10 +420,30 @@ def test_the_add_on_status_line_says_how_many_frames_were_held_back():
     spec = importlib.util.spec_from_file_location("exchange_alone", path)
     exchange = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(exchange)
-    line = exchange.video_fit_summary({"iou_before": 0.5, "iou_after": 0.8, "held_frames": [4, 5, 6]})
-    assert line == "silhouette IoU 0.50 -> 0.80, 3 frames held back"
-    assert exchange.video_fit_summary({"iou_before": 0.5, "iou_after": 0.8, "held_frames": [2]}).endswith(
-        ", 1 frame held back")
-    assert exchange.video_fit_summary({"iou_before": 0.5, "iou_after": 0.8, "held_frames": []}) == (
-        "silhouette IoU 0.50 -> 0.80")
-    assert exchange.video_fit_summary({"method": "learned"}) == ""
+    video = {"measure": "silhouette_iou", "better": "higher", "before": 0.5, "after": 0.8}
+    line = exchange.fit_summary({**video, "held_frames": [4, 5, 6]})
+    assert line == "silhouette IoU 0.50 -> 0.80; 3 frames held back (check 4, 5, 6)"
+    assert exchange.fit_summary({**video, "held_frames": [2]}).endswith("; 1 frame held back (check 2)")
+    assert exchange.fit_summary({**video, "held_frames": []}) == "silhouette IoU 0.50 -> 0.80"
+    # A registration's report has the same shape; only the measure differs.
+    surface = {"measure": "surface_distance", "better": "lower", "before": 0.0123, "after": 0.0045,
+               "held_frames": list(range(1, 11))}
+    assert exchange.fit_summary(surface) == ("surface fit 1.23% -> 0.45% of its size; 10 frames held back "
+                                             "(check 1, 2, 3, 4, 5, 6, 7, 8 ...)")
+    assert exchange.fit_summary(None) == exchange.fit_summary({"measure": "other", "before": 1, "after": 2}) == ""
+
+
+def test_the_add_ons_list_of_learned_models_is_the_backends():
+    """The panel greys out the learned methods from its own copy of the list (it never imports the
+    backend): the copy names the same repositories as the models the learned pipeline requires."""
+    import importlib.util
+    from pathlib import Path
+
+    from backend.hub import get_model
+    from backend.pipelines.generate.inputs import LEARNED_MODELS
+
+    path = Path(__file__).resolve().parents[1] / "actionmesh_blender" / "availability.py"
+    spec = importlib.util.spec_from_file_location("availability_alone", path)
+    availability = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(availability)
+    assert sorted(availability.LEARNED_REPOS) == sorted(get_model(name).repo_id for name in LEARNED_MODELS)

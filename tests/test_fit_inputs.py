@@ -44,7 +44,7 @@ def _fit(case, mesh, out, *extra):
 def test_the_right_mesh_through_the_right_camera_is_not_warned_about(case, tmp_path):
     result, _ = _fit(case, case_mesh(case), tmp_path / "out", "--camera", case / "camera.json")
     assert not any(LOW_IOU in w for w in result["warnings"]), result["warnings"]
-    assert result["camera_iou"] > 0.7, result
+    assert result["fit"]["camera_iou"] > 0.7, result
 
 
 @pytest.mark.parametrize("scale", [0.1, 10.0])
@@ -71,7 +71,7 @@ def test_refuse_mismatch_fails_with_the_warnings_words_and_writes_nothing(case, 
     assert not out.exists() and not any(p.name.startswith(".out") for p in tmp_path.iterdir())
     # The right mesh is not refused: the flag changes nothing where the warning would not fire.
     result, _ = _fit(case, case_mesh(case), tmp_path / "ok", "--camera", case / "camera.json", "--refuse-mismatch")
-    assert result["camera_iou"] > 0.7
+    assert result["fit"]["camera_iou"] > 0.7
 
 
 def test_an_estimated_camera_takes_the_size_as_it_comes(case, tmp_path):
@@ -80,7 +80,7 @@ def test_an_estimated_camera_takes_the_size_as_it_comes(case, tmp_path):
 
     mesh = _mesh(case, tmp_path, "small", shrink)
     result, _ = _fit(case, mesh, tmp_path / "out")
-    assert result["camera_estimated"] and result["camera_iou"] > 0.5, result
+    assert result["fit"]["camera_estimated"] and result["fit"]["camera_iou"] > 0.5, result
     assert not any(LOW_IOU in w for w in result["warnings"]), result["warnings"]
 
 
@@ -94,4 +94,4 @@ def test_a_mesh_with_a_loose_part_is_fitted(case, tmp_path):
     mesh = _mesh(case, tmp_path, "loose", add_box)
     result, _ = _fit(case, mesh, tmp_path / "out", "--camera", case / "camera.json")
     assert result["vertices"] == len(trimesh.load(mesh, process=False).vertices)
-    assert result["iou_after"] >= result["iou_before"] - 0.02, result
+    assert result["fit"]["after"] >= result["fit"]["before"] - 0.02, result

@@ -72,11 +72,13 @@ def test_fit_job_reports_every_frame_and_returns_its_outputs(peer, case, tmp_pat
     for key in ("animation", "glb", "camera", "report"):
         assert os.path.isfile(outputs[key]), key
     report = json.loads(open(outputs["report"]).read())
-    fit = report["fit"]  # the same layout as --method auto's
-    assert len(fit["per_frame"]) == 6 and all("iou_after" in r for r in fit["per_frame"])
-    assert {"iou_before", "iou_after", "camera_used", "camera_estimated", "camera_iou", "settings",
+    fit = report["fit"]  # the same layout as --method learned-fit's, and a registration's
+    assert len(fit["per_frame"]) == 6 and all({"frame", "before", "after", "held"} <= set(r) for r in fit["per_frame"])
+    assert {"measure", "before", "after", "held_frames", "camera_used", "camera_estimated", "camera_iou", "settings",
             "seconds"} <= set(fit)
-    assert message["outputs"]["iou_after"] == fit["iou_after"] and message["outputs"]["camera_estimated"] is False
+    # The job's result carries the same report, less what only report.json keeps.
+    assert message["outputs"]["fit"] == {k: v for k, v in fit.items() if k not in ("camera_used", "settings", "seconds")}
+    assert message["outputs"]["fit"]["camera_estimated"] is False
 
 
 def test_cancel_during_the_fit_leaves_nothing(peer, case, tmp_path):

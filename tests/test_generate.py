@@ -120,7 +120,7 @@ def test_generate_from_frames_cli(tiny_models, shared_examples, tmp_path):
 
     models, _, _ = tiny_models
     out = tmp_path / "out"
-    proc = run_backend("generate", "--input", _panda(shared_examples), "--out", out, "--models", models,
+    proc = run_backend("generate", "--input", _panda(shared_examples), "--out", out, "--models-dir", models,
                        "--frames", "5", "--stage1-meshes", "--json", *OVERRIDE_ARGS)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -167,7 +167,9 @@ def test_generate_mesh_long_clip_known_loop_offline(tiny_models, clip50, tmp_pat
     from backend.jobs import JobContext
     from backend.meshio import load_mesh
     from backend.models.vae import ShapeVAE
+    from backend.geometry.weld import weld
     from backend.pipelines import generate
+    from backend.pipelines.generate.anchor import anchor_from_mesh, encode_mesh
 
     _, cache, _ = tiny_models
     sphere = trimesh.creation.icosphere(subdivisions=2, radius=0.4)
@@ -208,17 +210,17 @@ def test_generate_mesh_long_clip_known_loop_offline(tiny_models, clip50, tmp_pat
 
     latents = used["latents"]
     assert latents.shape[0] == 50 and torch.equal(latents[49], latents[0])  # --loop
-    anchor = generate.anchor_from_mesh(given.vertices, given.faces)
+    anchor = anchor_from_mesh(given.vertices, given.faces)
     key = load_mesh(keyframe)
-    kv, kf, _ = generate.weld((key.vertices - anchor.center) * anchor.scale, key.faces)
+    kv, kf, _ = weld((key.vertices - anchor.center) * anchor.scale, key.faces)
     folder = cache / f"models--{spec.org}--{spec.repo_name}" / "snapshots" / spec.revision / "vae"
     vae = ShapeVAE.from_pretrained(folder)
-    expected = generate.encode_mesh(vae, kv, kf, seed=44, device="cpu", num_tokens=latents.shape[1])
+    expected = encode_mesh(vae, kv, kf, seed=44, device="cpu", num_tokens=latents.shape[1])
     assert torch.equal(latents[20], expected)
     assert not torch.allclose(latents[20], latents[0], atol=1e-3)  # the keyframe is not the anchor's shape
     key = load_mesh(stretched)
-    kv, kf, _ = generate.weld((key.vertices - anchor.center) * anchor.scale, key.faces)
-    assert torch.equal(latents[40], generate.encode_mesh(vae, kv, kf, seed=44, device="cpu",
+    kv, kf, _ = weld((key.vertices - anchor.center) * anchor.scale, key.faces)
+    assert torch.equal(latents[40], encode_mesh(vae, kv, kf, seed=44, device="cpu",
                                                          num_tokens=latents.shape[1]))
 
 
@@ -330,7 +332,8 @@ def test_resolution_is_the_model_sets_own_else_the_releases(tiny_models, shared_
     from backend.hub.tiny import MODEL_INDEX
     from backend.jobs import JobContext
     from backend.pipelines import run_generate
-    from backend.pipelines.generate import EXTRACT_RESOLUTION, MODEL_SET_DEFAULTS_KEY, model_set_defaults
+    from backend.pipelines.generate.anchor import EXTRACT_RESOLUTION
+    from backend.pipelines.generate.inputs import MODEL_SET_DEFAULTS_KEY, model_set_defaults
 
     models, _, _ = tiny_models
     assert model_set_defaults(models / "VAST-AI" / "TripoSG") == {"resolution": 64}
@@ -449,7 +452,7 @@ def test_bad_inputs_fail_clearly_and_write_nothing(tiny_models, shared_examples,
 
 def test_cli_bad_input_exits_2(tmp_path, shared_examples):
     out = tmp_path / "out"
-    proc = run_backend("generate", "--input", _panda(shared_examples), "--out", out, "--models", tmp_path / "none",
+    proc = run_backend("generate", "--input", _panda(shared_examples), "--out", out, "--models-dir", tmp_path / "none",
                        "--device", "cpu")
     assert proc.returncode == 2, proc.stderr
     assert "missing_model" in proc.stderr and "models download actionmesh" in proc.stderr
@@ -465,7 +468,7 @@ def test_released_size_models_on_the_cpu_are_warned_about_at_the_start(tiny_mode
     config = json.loads(config_path.read_text())
     config_path.write_text(json.dumps({**config, "width": 2048}))
     proc = run_backend("generate", "--input", shared_examples / "panda", "--frames", "2", "--out", tmp_path / "out",
-                       "--models", models, "--device", "cpu")
+                       "--models-dir", models, "--device", "cpu")
     assert proc.returncode == 2, proc.stderr[-2000:]
     lines = proc.stderr.splitlines()
     first = next(i for i, line in enumerate(lines) if "released models are running on the CPU" in line)

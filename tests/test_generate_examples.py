@@ -73,7 +73,7 @@ def runs(shared_examples, tiny_models, tmp_path_factory) -> dict:
     def get(clip: str) -> tuple:
         if clip not in done:
             out = root / clip
-            done[clip] = (out, _generate(out, "--input", shared_examples / clip, "--models", models))
+            done[clip] = (out, _generate(out, "--input", shared_examples / clip, "--models-dir", models))
         return done[clip]
 
     return get
@@ -98,7 +98,7 @@ def test_panda_mesh_mode_and_offline_hub_cache(shared_examples, tiny_models, tmp
     models, cache, _ = tiny_models
     panda = shared_examples / "panda"
     args = ["--input", panda, "--mesh", panda / "panda.glb"]
-    result = _generate(tmp_path / "folder", *args, "--models", models)
+    result = _generate(tmp_path / "folder", *args, "--models-dir", models)
     offline = _generate(tmp_path / "hub", *args, env={"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"})
 
     given = trimesh.load(str(panda / "panda.glb"), process=False, force="mesh")

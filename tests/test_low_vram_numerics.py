@@ -110,7 +110,8 @@ def _run_pipeline(case: Path, meta: dict, x: dict, held: bool, dtype, low_vram: 
     from backend.jobs import JobContext
     from backend.models.dit import TemporalDenoiser
     from backend.models.temporal_autoencoder import TemporalAutoencoder
-    from backend.pipelines.generate import anchor_in_model_space, stage1_latents, stage2_positions
+    from backend.pipelines.generate.anchor import anchor_in_model_space
+    from backend.pipelines.generate.temporal import stage1_latents, stage2_positions
 
     cfg = meta["pipeline_config"]
     denoiser = _flow(TemporalDenoiser, case / "weights" / "denoiser", held)

@@ -56,9 +56,9 @@ def models_copy(tiny_set, tmp_path):
 
 
 def listing(*where, env=None):
-    """`models list --json` -> {name: model}; `where` is ("--models", DIR) or nothing (the hub cache)."""
+    """`models list --json` -> {name: model}; `where` is ("--models-dir", DIR) or nothing (the hub cache)."""
     if len(where) == 1:
-        where = ("--models", where[0])
+        where = ("--models-dir", where[0])
     proc = run("models", "list", "--json", *where, env=env)
     assert proc.returncode == 0, proc.stderr
     return {m["name"]: m for m in json.loads(proc.stdout)["models"]}
@@ -90,10 +90,10 @@ def test_tiny_random_set_is_ready_in_a_models_folder(tiny_set, tmp_path):
     assert {n: m["state"] for n, m in state.items()} == {
         "actionmesh": "ready", "triposg": "ready", "dinov2": "ready", "rmbg": "missing"}
     assert Path(state["actionmesh"]["folder"]) == models / "facebook" / "ActionMesh"
-    proc = run("models", "verify", "--models", models, env=isolated(tmp_path))
+    proc = run("models", "verify", "--models-dir", models, env=isolated(tmp_path))
     assert proc.returncode == 0, proc.stderr
     assert "optional briaai/RMBG-1.4" in proc.stderr  # reported, not failing
-    plain = run("models", "list", "--models", models, env=isolated(tmp_path))
+    plain = run("models", "list", "--models-dir", models, env=isolated(tmp_path))
     assert plain.returncode == 0
     for spec in MODELS.values():
         assert spec.name in plain.stdout and spec.licence.name in plain.stdout and spec.size_text() in plain.stdout
@@ -178,7 +178,7 @@ def test_tiny_set_carries_its_own_generation_defaults(tiny_set):
     key of model_index.json); the release's configs, which the tiny set mirrors, carry neither."""
     from backend.hub.tiny import MODEL_INDEX
     from backend.models.configs import ACTIONMESH_DENOISER_CONFIG
-    from backend.pipelines.generate import MODEL_SET_DEFAULTS_KEY
+    from backend.hub.registry import MODEL_SET_DEFAULTS_KEY
 
     models, _ = tiny_set
     denoiser = json.loads((models / "facebook" / "ActionMesh" / "denoiser" / "config.json").read_text())
@@ -215,20 +215,20 @@ def test_deleted_file_fails_verify_with_the_fetch_command(models_copy, tmp_path)
     state = listing(models_copy, env=isolated(tmp_path))["actionmesh"]
     assert state["state"] == "partial"
     assert {f["path"]: f["state"] for f in state["files"]}["denoiser/model.safetensors"] == "missing"
-    proc = run("models", "verify", "--models", models_copy, env=isolated(tmp_path))
+    proc = run("models", "verify", "--models-dir", models_copy, env=isolated(tmp_path))
     assert proc.returncode == 2
     for needle in ("facebook/ActionMesh", "FAIR Noncommercial Research License", ACTIONMESH.size_text(),
                    "denoiser/model.safetensors missing",
-                   f"python -m backend models download actionmesh --accept-licence --models {models_copy}"):
+                   f"python -m backend models download actionmesh --accept-licence --models-dir {models_copy}"):
         assert needle in proc.stderr, (needle, proc.stderr)
-    assert run("models", "path", "actionmesh", "--models", models_copy, env=isolated(tmp_path)).returncode == 2
+    assert run("models", "path", "actionmesh", "--models-dir", models_copy, env=isolated(tmp_path)).returncode == 2
 
     shutil.rmtree(models_copy / "facebook" / "dinov2-large")
     assert listing(models_copy, env=isolated(tmp_path))["dinov2"]["state"] == "missing"
-    proc = run("models", "verify", "dinov2", "--models", models_copy, env=isolated(tmp_path))
+    proc = run("models", "verify", "dinov2", "--models-dir", models_copy, env=isolated(tmp_path))
     assert proc.returncode == 2
     assert "facebook/dinov2-large is missing" in proc.stderr and "Apache-2.0" in proc.stderr
-    assert f"python -m backend models download dinov2 --models {models_copy}" in proc.stderr
+    assert f"python -m backend models download dinov2 --models-dir {models_copy}" in proc.stderr
 
 
 def test_truncated_safetensors_is_partial(models_copy, tmp_path):
@@ -239,14 +239,14 @@ def test_truncated_safetensors_is_partial(models_copy, tmp_path):
     assert state["state"] == "partial"
     bad = {f["path"]: f for f in state["files"]}["transformer/diffusion_pytorch_model.safetensors"]
     assert bad["state"] == "corrupt" and "truncated" in bad["detail"]
-    proc = run("models", "verify", "--models", models_copy, env=isolated(tmp_path))
+    proc = run("models", "verify", "--models-dir", models_copy, env=isolated(tmp_path))
     assert proc.returncode == 2
     assert "VAST-AI/TripoSG is partial" in proc.stderr and "truncated" in proc.stderr
     assert "python -m backend models download triposg" in proc.stderr
 
     # A download (here: no network) first removes the corrupt file so that it is fetched again:
     # huggingface_hub would otherwise trust the file in place.
-    proc = run("models", "download", "triposg", "--models", models_copy,
+    proc = run("models", "download", "triposg", "--models-dir", models_copy,
                env=isolated(tmp_path, HF_ENDPOINT=UNREACHABLE))
     assert proc.returncode == 2
     assert not weights.exists()
@@ -359,7 +359,7 @@ def test_download_from_a_local_hub(tiny_set, tmp_path, layout):
     source = tiny_set[0]
     repos = {spec.repo_id: (spec.revision, source / spec.org / spec.repo_name) for spec in (DINOV2, TRIPOSG)}
     target = tmp_path / "models"
-    where = ["--models", target] if layout == "models-folder" else []
+    where = ["--models-dir", target] if layout == "models-folder" else []
     with LocalHub(repos) as hub:
         env = {"HF_ENDPOINT": hub.url, "HF_TOKEN": SECRET, "HF_HUB_CACHE": str(tmp_path / "cache")}
         proc = run("models", "download", "dinov2", "triposg", "--json", *where, env=env)
@@ -391,7 +391,7 @@ def test_download_from_a_local_hub(tiny_set, tmp_path, layout):
 def test_download_refused_without_accepting_a_non_commercial_licence(tmp_path):
     target = tmp_path / "models"
     for name, spec in (("actionmesh", ACTIONMESH), ("rmbg", RMBG), ("all", ACTIONMESH)):
-        proc = run("models", "download", name, "--models", target, env=isolated(tmp_path))
+        proc = run("models", "download", name, "--models-dir", target, env=isolated(tmp_path))
         assert proc.returncode == 2, name
         assert "--accept-licence" in proc.stderr and spec.licence.name in proc.stderr
         assert spec.size_text() in proc.stderr and spec.repo_id in proc.stderr
@@ -400,10 +400,10 @@ def test_download_refused_without_accepting_a_non_commercial_licence(tmp_path):
 
 def test_offline_download_is_a_clear_error(tmp_path):
     target = tmp_path / "models"
-    proc = run("models", "download", "triposg", "--models", target, env=isolated(tmp_path, HF_HUB_OFFLINE="1"))
+    proc = run("models", "download", "triposg", "--models-dir", target, env=isolated(tmp_path, HF_HUB_OFFLINE="1"))
     assert proc.returncode == 2
     assert "HF_HUB_OFFLINE" in proc.stderr and "MIT" in proc.stderr  # the licence was named before failing
-    proc = run("models", "download", "actionmesh", "--accept-licence", "--models", target,
+    proc = run("models", "download", "actionmesh", "--accept-licence", "--models-dir", target,
                env=isolated(tmp_path, HF_ENDPOINT=UNREACHABLE))
     assert proc.returncode == 2
     assert "could not reach the Hugging Face hub" in proc.stderr
@@ -411,7 +411,7 @@ def test_offline_download_is_a_clear_error(tmp_path):
 
 
 def test_download_of_a_ready_model_needs_no_network(tiny_set, tmp_path):
-    proc = run("models", "download", "dinov2", "--models", tiny_set[0], env=isolated(tmp_path, HF_HUB_OFFLINE="1"))
+    proc = run("models", "download", "dinov2", "--models-dir", tiny_set[0], env=isolated(tmp_path, HF_HUB_OFFLINE="1"))
     assert proc.returncode == 0, proc.stderr
     assert Path(proc.stdout.strip()) == tiny_set[0] / "facebook" / "dinov2-large"
     assert "already ready" in proc.stderr
@@ -420,7 +420,7 @@ def test_download_of_a_ready_model_needs_no_network(tiny_set, tmp_path):
 @pytest.mark.parametrize("how", ["flag", "env"])
 def test_token_never_printed(tmp_path, how):
     target = tmp_path / "models"
-    args = ["models", "download", "dinov2", "actionmesh", "--accept-licence", "--models", target, "--json"]
+    args = ["models", "download", "dinov2", "actionmesh", "--accept-licence", "--models-dir", target, "--json"]
     env = isolated(tmp_path, HF_ENDPOINT=UNREACHABLE)
     if how == "flag":
         args += ["--token", SECRET]

@@ -135,7 +135,7 @@ def test_status_verify_and_remove_in_a_models_folder(tiny_models, tmp_path, peer
     out = reply["outputs"]
     assert not out["ok"] and states(out) == {"triposg": "partial"}
     assert "truncated" in out["problems"]["triposg"]
-    assert f"python -m backend models download triposg --models {models}" in out["problems"]["triposg"]
+    assert f"python -m backend models download triposg --models-dir {models}" in out["problems"]["triposg"]
     reply, _ = peer.run("models_verify", models_dir=str(models))  # all: optional rmbg missing does not fail
     assert set(states(reply["outputs"])) == set(MODELS) and not reply["outputs"]["ok"]
 
@@ -338,11 +338,11 @@ def test_cli_remove_is_the_same_function(tiny_models, tmp_path):
 
     models = tmp_path / "models"
     shutil.copytree(tiny_models[0], models)
-    proc = run_backend("models", "remove", "dinov2", "--models", models, "--json",
+    proc = run_backend("models", "remove", "dinov2", "--models-dir", models, "--json",
                        env={"HF_HUB_CACHE": str(tmp_path / "empty_cache")})
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert result["state"] == "missing" and sorted(result["removed"]) == sorted(DINOV2.files)
     assert (models / "facebook" / "ActionMesh").is_dir()
-    proc = run_backend("models", "remove", "nope", "--models", models)
+    proc = run_backend("models", "remove", "nope", "--models-dir", models)
     assert proc.returncode == 2 and "unknown model" in proc.stderr

@@ -58,7 +58,7 @@ bpy.ops.wm.read_factory_settings(use_empty=True)
 bpy.ops.extensions.package_install_files(filepath={zip!r}, repo="user_default", enable_on_install=True)
 PKG = "bl_ext.user_default.actionmesh"
 prefs = bpy.context.preferences.addons[PKG].preferences
-mu = importlib.import_module(PKG + ".models_ui")
+ui_prefs = importlib.import_module(PKG + ".ui.preferences")
 bs = importlib.import_module(PKG + ".backend_setup")
 session = importlib.import_module(PKG + ".session")
 P = {paths!r}
@@ -101,8 +101,8 @@ class Fake:
 
 def drawn():
     log = []
-    bs.draw_backend_setup(Fake(log), bpy.context)
-    mu.draw_model_manager(Fake(log), bpy.context)
+    ui_prefs.draw_backend_setup(Fake(log), bpy.context)
+    ui_prefs.draw_model_manager(Fake(log), bpy.context)
     return log
 
 
@@ -113,9 +113,9 @@ def buttons(log, idname):
 
 def refresh(folder):
     prefs.models_dir = folder
-    assert not mu.status["models"], "changing the folder forgets the old list"
+    assert not session.models_status["models"], "changing the folder forgets the old list"
     bpy.ops.actionmesh.models_refresh()
-    return {{m["name"]: m["state"] for m in mu.status["models"]}}
+    return {{m["name"]: m["state"] for m in session.models_status["models"]}}
 
 
 def error_of(call):
@@ -136,13 +136,13 @@ out["download_enabled_offline"] = buttons(log, "actionmesh.models_download")
 out["remove_enabled"] = buttons(log, "actionmesh.models_remove")
 out["empty"] = refresh(P["empty"])
 out["partial"] = refresh(P["partial"])
-out["partial_problem"] = [m["problem"] for m in mu.status["models"] if m["name"] == "triposg"][0]
+out["partial_problem"] = [m["problem"] for m in session.models_status["models"] if m["name"] == "triposg"][0]
 bpy.ops.actionmesh.models_remove(name="actionmesh")
-out["after_remove_entry"] = [m["state"] for m in mu.status["models"] if m["name"] == "actionmesh"][0]
+out["after_remove_entry"] = [m["state"] for m in session.models_status["models"] if m["name"] == "actionmesh"][0]
 prefs.models_dir = ""
 out["after_remove"] = refresh(P["partial"])
 bpy.ops.actionmesh.models_verify(name="triposg")
-out["verify_message"] = mu.status["message"]
+out["verify_message"] = session.models_status["message"]
 
 # Download: refused while online access is off, and without the licence accepted.
 out["online_default"] = bpy.app.online_access
@@ -156,14 +156,14 @@ out["enabled_before_accept"] = buttons(drawn(), "actionmesh.models_download")
 bpy.ops.actionmesh.models_accept_licence(name="dinov2", accept=True)
 out["enabled_after_accept"] = buttons(drawn(), "actionmesh.models_download")
 out["download_result"] = bpy.ops.actionmesh.models_download(name="dinov2") == {{"FINISHED"}}
-out["download_message"] = mu.status["message"]
-out["after_download"] = {{m["name"]: m["state"] for m in mu.status["models"]}}
+out["download_message"] = session.models_status["message"]
+out["after_download"] = {{m["name"]: m["state"] for m in session.models_status["models"]}}
 out["enabled_after_download"] = buttons(drawn(), "actionmesh.models_download")
 out["refreshed_after_download"] = refresh(P["download"])
 
 # Check: torch, the device, the modes that fit.
 bpy.ops.actionmesh.check_backend()
-check = bs.check_result["outputs"]
+check = session.check_result["outputs"]
 out["check"] = {{k: check[k] for k in ("torch", "device", "fitting", "recommended", "cpu_count")}}
 out["check_needs"] = {{m["mode"]: m["needs_bytes"] for m in check["modes"]}}
 out["check_lines"] = bs.summary_lines(check)

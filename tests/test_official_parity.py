@@ -314,7 +314,8 @@ def run_actionmesh_pipeline(case: Case) -> dict:
     end to end from the case's anchor, context and recorded noise."""
     from backend.jobs import JobContext
     from backend.models.temporal_autoencoder import vertex_normals
-    from backend.pipelines.generate import anchor_in_model_space, stage1_latents, stage2_positions
+    from backend.pipelines.generate.anchor import anchor_in_model_space
+    from backend.pipelines.generate.temporal import stage1_latents, stage2_positions
     from backend.schedulers import TemporalFlowScheduler
 
     cfg = _pipeline_settings(case)

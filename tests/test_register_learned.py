@@ -20,7 +20,7 @@ from backend.models.temporal_configs import AUTOENCODER_CONFIGS
 from backend.models.vae import ShapeVAE
 from backend.pipelines.register import run_register
 from backend.registration import register_optimize
-from backend.registration.learned import register_auto, register_learned
+from backend.registration.learned import register_learned_optimize, register_learned
 from backend.registration.quality import surface_error
 from sequences import bend, make_sequence
 
@@ -125,7 +125,7 @@ def test_auto_is_never_worse_than_learned_per_frame(seq, tmp_path, weights):
 def test_auto_given_useless_guesses_is_optimize(models):
     vae, model = models  # random weights: no learned guess fits better than the previous frame
     ref_v, ref_f, frames, _ = _in_memory(5)
-    offsets, report = register_auto(ref_v, ref_f, frames, vae=vae, autoencoder=model, num_latents=NUM_LATENTS,
+    offsets, report = register_learned_optimize(ref_v, ref_f, frames, vae=vae, autoencoder=model, num_latents=NUM_LATENTS,
                                     surface_points=SURFACE_POINTS)
     plain = register_optimize(ref_v, ref_f, frames)
     refined = np.array(report["refined"])
@@ -190,7 +190,7 @@ def test_cancel_is_honoured(models):
     vae, model = models
     ref_v, ref_f, frames, _ = _in_memory(4)
     kw = dict(vae=vae, autoencoder=model, num_latents=NUM_LATENTS, surface_points=SURFACE_POINTS)
-    for fn, after in ((register_learned, 2), (register_auto, 7)):  # auto: cancel while refining
+    for fn, after in ((register_learned, 2), (register_learned_optimize, 7)):  # auto: cancel while refining
         calls = []
         with pytest.raises(Cancelled):
             fn(ref_v, ref_f, frames, progress=lambda *a: calls.append(a), should_cancel=lambda: len(calls) >= after,

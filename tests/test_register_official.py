@@ -24,7 +24,7 @@ def register(seq, out, *args, env=None):
 @pytest.mark.parametrize("method", ["auto", "learned"])
 def test_official_stage2_from_a_models_folder(seq, tiny_models, tmp_path, method):
     models, _, _ = tiny_models
-    proc = register(seq, tmp_path / "out", "--method", method, "--models", models)
+    proc = register(seq, tmp_path / "out", "--method", method, "--models-dir", models)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["profile"] == "actionmesh" and result["method"] == method
@@ -57,7 +57,7 @@ def test_missing_or_truncated_model_is_refused_and_nothing_written(seq, tiny_mod
         data = weights.read_bytes()
         weights.write_bytes(data[: len(data) // 2])
     before = sorted(p.relative_to(models) for p in models.rglob("*"))
-    proc = register(seq, tmp_path / "out", "--models", models)
+    proc = register(seq, tmp_path / "out", "--models-dir", models)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
     for needle in ("facebook/ActionMesh", "partial", "FAIR Noncommercial Research License",
@@ -68,5 +68,5 @@ def test_missing_or_truncated_model_is_refused_and_nothing_written(seq, tiny_mod
 
 
 def test_optimize_is_not_an_official_profile_method(seq, tiny_models, tmp_path):
-    proc = register(seq, tmp_path / "out", "--method", "optimize", "--models", tiny_models[0])
+    proc = register(seq, tmp_path / "out", "--method", "optimize", "--models-dir", tiny_models[0])
     assert proc.returncode == 2 and "use method 'learned' or 'auto'" in proc.stderr

@@ -152,22 +152,22 @@ def panda_demo(bpy, clip: Path, mesh: Path, out: Path) -> int:
     print(f"3/4 animating '{obj.name}' ({len(obj.data.vertices):,} vertices, its UVs and texture kept) from "
           f"{len(frames)} video frames by fitting (no model weights; camera estimated from frame 0)", flush=True)
     started = time.monotonic()
-    status = bpy.ops.actionmesh.animate_from_video(source="FOLDER", directory=str(clip), method="fit",
+    status = bpy.ops.actionmesh.animate_from_video(source="FOLDER", input=str(clip), method="fit",
                                                    camera="ESTIMATE")
     if status != {"FINISHED"}:
         print(f"error: {bpy.context.window_manager.actionmesh_job.last_error}", file=sys.stderr)
         return 1
     outputs = _job_outputs()
     keys = [k.name for k in obj.data.shape_keys.key_blocks if k.name.startswith("AM_")]
+    fit = outputs.get("fit") or {}
     print(f"    {len(keys)} shape keys in {time.monotonic() - started:.1f} s; silhouette IoU "
-          f"{outputs.get('iou_before', float('nan')):.3f} still -> {outputs.get('iou_after', float('nan')):.3f} fitted",
-          flush=True)
+          f"{fit.get('before', float('nan')):.3f} still -> {fit.get('after', float('nan')):.3f} fitted", flush=True)
     print(f"    {bpy.context.window_manager.actionmesh_job.status}", flush=True)
     for warning in outputs.get("warnings", []):
         print(f"    warning: {warning}", flush=True)
     scene = bpy.context.scene
     if scene.camera is not None:  # the clip's frame 0 behind the panda in the camera view
-        bpy.ops.actionmesh.show_frame0(source="FOLDER", directory=str(clip))
+        bpy.ops.actionmesh.show_frame0(source="FOLDER", input=str(clip))
     scene.frame_set(scene.frame_start)
     blend = out / "actionmesh_demo.blend"
     bpy.ops.wm.save_as_mainfile(filepath=str(blend))
@@ -185,7 +185,7 @@ def sequence_demo(bpy, out: Path) -> int:
     print(f"3/4 animating '{obj.name}' ({len(obj.data.vertices)} vertices) from {example['frames']} frames "
           f"of {example['frame_vertices']} vertices", flush=True)
     started = time.monotonic()
-    status = bpy.ops.actionmesh.animate_from_sequence(directory=example["sequence"], space="LOCAL")
+    status = bpy.ops.actionmesh.animate_from_sequence(sequence=example["sequence"], space="LOCAL")
     if status != {"FINISHED"}:
         print(f"error: {bpy.context.window_manager.actionmesh_job.last_error}", file=sys.stderr)
         return 1

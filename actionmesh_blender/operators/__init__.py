@@ -1,12 +1,15 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Operators: one module per family; `classes` lists them in registration order.
 
-job.py      the shared job machinery (start, modal or blocking wait, cancel, finish, fail) and Cancel
+job.py      the one base of every backend job (start, modal or blocking wait, cancel, finish,
+            fail; where it shows: the panel or the preferences) and Cancel
 sequence.py mesh sequence -> shape keys on the active mesh (`register` job)
 video.py    video -> new animated object, video / another object's motion -> active mesh, Show Frame 0
-(Set Up Backend and the model manager live with their preferences UI: backend_setup.py, models_ui.py.)
+models.py   the model manager: Refresh, Accept Licence, Download, Verify, Remove
+backend.py  Set Up Backend, Check
 """
 
+from . import backend, models
 from .job import ACTIONMESH_OT_cancel_job, JobOperator, UserError
 from .sequence import ACTIONMESH_OT_animate_from_sequence
 from .video import (ACTIONMESH_OT_animate_from_video, ACTIONMESH_OT_generate_from_video, ACTIONMESH_OT_show_frame0,
@@ -19,6 +22,8 @@ classes = (
     ACTIONMESH_OT_transfer_motion,
     ACTIONMESH_OT_show_frame0,
     ACTIONMESH_OT_cancel_job,
+    *models.classes,
+    *backend.classes,
 )
 
 __all__ = ["classes", "JobOperator", "UserError"] + [c.__name__ for c in classes]

@@ -1,6 +1,10 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The machinery every backend-job operator shares: start, watch (modal or blocking), cancel,
-finish, fail.
+"""The one base of every operator that runs a backend job: start, watch (modal or blocking),
+cancel, finish, fail.
+
+Scene jobs (generate, animate, transfer, sequences) show their progress in the sidebar panel (the
+WindowManager's job state, SceneBoard); the preferences' jobs (the model manager, Check) in the
+preferences (a dict in session, PreferencesBoard). Only where they show differs.
 
 A job touches the scene only once, at the very end, after the backend's result has been read
 and checked; everything before that happens in a job folder. So a failure, a cancel or a dead
@@ -10,10 +14,11 @@ operators using this base declare UNDO).
 A subclass implements two methods:
 
 * ``_prepare(context, job_dir) -> (command, args)``: check the input (raise UserError for
-  anything the user can fix), write what the backend reads into `job_dir`, keep on ``self`` what
-  ``_apply`` needs (names, not Blender references: the user may edit the scene while the job runs);
-* ``_apply(context, job) -> str``: write the checked result into the scene and return the status
-  line. It must either succeed or leave the scene as it found it.
+  anything the user can fix), write what the backend reads into `job_dir` (None for a job that
+  exchanges no files: `uses_job_dir = False`), keep on ``self`` what ``_apply`` needs (names, not
+  Blender references: the user may edit the scene while the job runs);
+* ``_apply(context, job) -> str``: write the checked result into the scene (or the preferences'
+  state) and return the status line. It must either succeed or leave the scene as it found it.
 """
 
 from __future__ import annotations
@@ -27,8 +32,8 @@ import bpy
 
 from .. import session
 from ..backend_client import BackendUnavailable, Job
-from ..exchange import ResultError, fit_summary, video_fit_summary, warnings_summary
-from ..preferences import backend_python, user_dir
+from ..config import backend_python, user_dir
+from ..exchange import ResultError, fit_summary, warnings_summary
 
 KEEP_JOB_DIRS = 5
 
@@ -76,6 +81,72 @@ def redraw(context) -> None:
     for area in (screen.areas if screen else []):
         if area.type in ("VIEW_3D", "SEQUENCE_EDITOR"):
             area.tag_redraw()
+
+
+def redraw_preferences(context) -> None:
+    wm = getattr(context, "window_manager", None) or bpy.context.window_manager
+    for window in getattr(wm, "windows", []):
+        for area in window.screen.areas:
+            if area.type == "PREFERENCES":
+                area.tag_redraw()
+
+
+class SceneBoard:
+    """Where a scene job shows: the WindowManager's job state, drawn by the sidebar panel."""
+
+    def __init__(self, context):
+        self.state = job_state(context)
+
+    def begin(self, text: str) -> None:
+        state = self.state
+        state.last_error = ""
+        state.running, state.progress, state.status = True, 0.0, text
+        state.stage, state.message, state.seconds_left = "", "starting", -1.0
+
+    def show(self, job: Job, seconds_left) -> None:
+        state = self.state
+        state.progress = job.fraction
+        state.stage, state.message = job.stage, job.message
+        state.seconds_left = -1.0 if seconds_left is None else seconds_left
+        state.status = f"{job.stage}: {job.message}" if job.stage else job.message
+
+    def stop(self) -> None:
+        self.state.running = False
+
+    def outcome(self, text: str) -> None:
+        self.state.status = text
+
+    def error(self, message: str) -> None:
+        self.state.running, self.state.last_error = False, message
+
+    def redraw(self, context) -> None:
+        redraw(context)
+
+
+class PreferencesBoard:
+    """Where a preferences job shows: one of session's dicts (busy, progress, message, error),
+    drawn by ui/preferences.py."""
+
+    def __init__(self, values: dict, label: str):
+        self.values, self.label = values, label
+
+    def begin(self, text: str) -> None:
+        self.values.update(error="", busy=self.label, progress=0.0)
+
+    def show(self, job: Job, seconds_left) -> None:
+        self.values.update(busy=f"{self.label}: {job.message}" if job.message else self.label, progress=job.fraction)
+
+    def stop(self) -> None:
+        self.values.update(busy="", progress=0.0)
+
+    def outcome(self, text: str) -> None:
+        self.values.update(message=text, error="", updated=time.time())
+
+    def error(self, message: str) -> None:
+        self.values.update(error=message, busy="", progress=0.0, updated=time.time())
+
+    def redraw(self, context) -> None:
+        redraw_preferences(context)
 
 
 class ProgressClock:
@@ -162,15 +233,18 @@ class ModalJob:
 
 
 class JobOperator(ModalJob):
-    """Mixin for `bpy.types.Operator` subclasses that run one backend job on the scene (see the
-    module doc)."""
+    """Mixin for `bpy.types.Operator` subclasses that run one backend job (see the module doc)."""
 
-    # Shown while nothing else is known.
+    # Shown while nothing else is known, and in the cancel message.
     job_label = "ActionMesh job"
+    # Scene jobs exchange files with the backend through a job folder; the preferences' jobs pass
+    # only arguments and read only the result.
+    uses_job_dir = True
+    needs_object_mode = True
 
     @classmethod
     def poll(cls, context):
-        if context.mode != "OBJECT":
+        if cls.needs_object_mode and context.mode != "OBJECT":
             cls.poll_message_set("Switch to Object Mode")
             return False
         if session.busy():
@@ -178,48 +252,46 @@ class JobOperator(ModalJob):
             return False
         return True
 
+    def _board(self, context):
+        """Where this job shows its progress and outcome."""
+        return SceneBoard(context)
+
     def _interrupted(self, context) -> None:
-        job_state(context).running = False
+        self._board(context).stop()
 
     # -- the steps
 
     def _start(self, context) -> bool:
-        state = job_state(context)
-        state.last_error = ""
+        board = self._board(context)
         self._started = time.monotonic()
         self._clock = ProgressClock()
         try:
-            job_dir = new_job_dir()
+            job_dir = new_job_dir() if self.uses_job_dir else None
             command, args = self._prepare(context, job_dir)
             backend = session.get_backend(backend_python(context), cwd=str(jobs_root()))
             session.current_job = Job(backend, command, args)
         except (UserError, BackendUnavailable, OSError) as exc:
             self._fail(context, str(exc))
             return False
-        state.running, state.progress, state.status = True, 0.0, f"Starting the {self.job_label}"
-        state.stage, state.message, state.seconds_left = "", "starting", -1.0
+        board.begin(f"Starting the {self.job_label}")
         return True
 
     def _show(self, context, job: Job, cursor_progress: bool = False) -> None:
-        state = job_state(context)
-        state.progress = job.fraction
-        state.stage, state.message = job.stage, job.message
-        left = self._clock.seconds_left(job)
-        state.seconds_left = -1.0 if left is None else left
-        state.status = f"{job.stage}: {job.message}" if job.stage else job.message
+        board = self._board(context)
+        board.show(job, self._clock.seconds_left(job))
         if cursor_progress:
             context.window_manager.progress_update(int(job.fraction * 1000))
         session.notify(job)
-        redraw(context)
+        board.redraw(context)
 
     def _finish(self, context):
         job = session.current_job
-        state = job_state(context)
-        state.running = False
-        redraw(context)
+        board = self._board(context)
+        board.stop()
+        board.redraw(context)
         if job.state == "cancelled":
-            state.status = "Cancelled; nothing was changed"
-            self.report({"WARNING"}, "ActionMesh job cancelled; nothing was changed")
+            board.outcome(f"{self.job_label[:1].upper()}{self.job_label[1:]} cancelled; nothing was changed")
+            self.report({"WARNING"}, f"ActionMesh: {self.job_label} cancelled; nothing was changed")
             return {"CANCELLED"}
         if job.state != "done":
             return self._fail(context, f"{job.error} [{job.error_code}]")
@@ -229,23 +301,22 @@ class JobOperator(ModalJob):
             return self._fail(context, str(exc))
         for warning in job.outputs.get("warnings", []):
             self.report({"WARNING"}, warning)
-        state.status = f"{summary} in {time.monotonic() - self._started:.1f} s"
-        for line in (fit_summary(job.outputs.get("frame_fit")), video_fit_summary(job.outputs),
-                     warnings_summary(job.outputs.get("warnings"))):
-            if line:
-                state.status += f"; {line}"
-        self.report({"INFO"}, f"ActionMesh: {state.status}")
+        line = f"{summary} in {time.monotonic() - self._started:.1f} s"
+        for part in (fit_summary(job.outputs.get("fit")), warnings_summary(job.outputs.get("warnings"))):
+            if part:
+                line += f"; {part}"
+        board.outcome(line)
+        self.report({"INFO"}, f"ActionMesh: {line}")
         return {"FINISHED"}
 
     def _fail(self, context, message: str):
-        state = job_state(context)
-        state.running, state.last_error = False, message
+        self._board(context).error(message)
         self.report({"ERROR"}, f"ActionMesh: {message}")
         return {"CANCELLED"}
 
     # -- for subclasses
 
-    def _prepare(self, context, job_dir: Path) -> tuple[str, dict]:
+    def _prepare(self, context, job_dir: Path | None) -> tuple[str, dict]:
         raise NotImplementedError
 
     def _apply(self, context, job: Job) -> str:

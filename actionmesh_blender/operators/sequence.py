@@ -10,7 +10,7 @@ import numpy as np
 from .. import shape_keys
 from ..backend_client import Job
 from ..exchange import read_offsets, write_ply
-from ..preferences import get_prefs
+from ..config import get_prefs
 from ..props import OPERATOR_METHOD_ITEMS, SPACE_ITEMS
 from .job import JobOperator, UserError, target_mesh
 from ..blender_mesh import Z_UP_TO_Y_UP, reference_geometry
@@ -27,7 +27,7 @@ def _to_file_space(obj, space: str) -> np.ndarray:
 def _method(choice: str, prefs) -> str:
     if choice != "PREFERENCE":
         return choice
-    return prefs.method if prefs is not None else "auto"
+    return prefs.method if prefs is not None else "learned-optimize"
 
 
 class ACTIONMESH_OT_animate_from_sequence(JobOperator, bpy.types.Operator):
@@ -38,7 +38,7 @@ class ACTIONMESH_OT_animate_from_sequence(JobOperator, bpy.types.Operator):
     bl_options = {"REGISTER", "UNDO"}
     job_label = "registration job"
 
-    directory: bpy.props.StringProperty(
+    sequence: bpy.props.StringProperty(
         name="Mesh Sequence", subtype="DIR_PATH",
         description="Folder with one mesh per frame (obj, ply, stl, glb), in name order")
     space: bpy.props.EnumProperty(name="Coordinates", items=SPACE_ITEMS, default="LOCAL")
@@ -54,11 +54,11 @@ class ACTIONMESH_OT_animate_from_sequence(JobOperator, bpy.types.Operator):
 
     def _prepare(self, context, job_dir: Path):
         obj = context.active_object
-        directory = bpy.path.abspath(self.directory or context.scene.actionmesh.sequence_dir)
-        if not directory:
+        sequence = bpy.path.abspath(self.sequence or context.scene.actionmesh.sequence)
+        if not sequence:
             raise UserError("Choose the folder of per-frame meshes first")
-        if not os.path.isdir(directory):
-            raise UserError(f"Sequence folder not found: {directory}")
+        if not os.path.isdir(sequence):
+            raise UserError(f"Sequence folder not found: {sequence}")
         vertices, triangles = reference_geometry(obj)
         if len(vertices) == 0 or len(triangles) == 0:
             raise UserError(f"Mesh '{obj.name}' has no faces to register")
@@ -68,15 +68,15 @@ class ACTIONMESH_OT_animate_from_sequence(JobOperator, bpy.types.Operator):
         write_ply(job_dir / "reference.ply", vertices @ to_file.T, triangles)
         prefs = get_prefs(context)
         scene = context.scene
-        args = {"reference": str(job_dir / "reference.ply"), "sequence": directory, "out": str(job_dir / "out"),
+        args = {"reference": str(job_dir / "reference.ply"), "sequence": sequence, "out": str(job_dir / "out"),
                 "method": _method(self.method, prefs), "device": prefs.device if prefs else "auto",
                 "fps": scene.render.fps / scene.render.fps_base}
-        if prefs and prefs.model_dir:
-            args["weights_dir"] = bpy.path.abspath(prefs.model_dir)
+        if prefs and prefs.weights_dir:
+            args["weights_dir"] = bpy.path.abspath(prefs.weights_dir)
         # Kept on the instance: the object is looked up again by name at the end, as the user
         # may have renamed, deleted or edited it while the job ran.
         self._target = {"name": obj.name, "n_vertices": len(vertices), "from_file": np.linalg.inv(to_file),
-                        "start_frame": scene.frame_start, "directory": directory}
+                        "start_frame": scene.frame_start, "sequence": sequence}
         return "register", args
 
     def _apply(self, context, job: Job) -> str:

@@ -29,7 +29,7 @@ from ..availability import learned_unavailable_reason
 from ..backend_client import Job
 from ..blender_mesh import Y_UP_TO_Z_UP, Z_UP_TO_Y_UP, new_mesh_object, reference_geometry, remove_object, world_matrix
 from ..exchange import ResultError, read_animation, read_glb_mesh, read_offsets, write_ply
-from ..preferences import get_prefs
+from ..config import get_prefs, models_dir
 from ..props import (CAMERA_ITEMS, MEMORY_ITEMS, QUALITY_ITEMS, TRANSFER_CAMERA_ITEMS, VIDEO_METHOD_ITEMS,
                      VIDEO_SOURCE_ITEMS)
 from .job import JobOperator, UserError, target_mesh
@@ -37,29 +37,20 @@ from .job import JobOperator, UserError, target_mesh
 RENDER_SIZE = 256
 
 
-def models_dir(context, explicit: str = "") -> str:
-    """The models folder: the operator's, else the add-on preference `models_dir` (when the
-    preferences have one), else "" (the Hugging Face hub cache)."""
-    if explicit:
-        return bpy.path.abspath(explicit)
-    prefs = get_prefs(context)
-    folder = getattr(prefs, "models_dir", "") if prefs is not None else ""
-    return bpy.path.abspath(folder) if folder else ""
-
-
 class VideoSettings:
     """Properties every video operator shares (a mixin: Blender collects annotations of bases)."""
 
     source: bpy.props.EnumProperty(name="Source", items=VIDEO_SOURCE_ITEMS, default="STRIP")
-    filepath: bpy.props.StringProperty(name="Movie File", subtype="FILE_PATH")
-    directory: bpy.props.StringProperty(name="Image Folder", subtype="DIR_PATH",
-                                        description="Folder of PNG/JPG frames, in name order")
+    # The backend's words (`generate --input --frames --masks`), as the panel's settings are.
+    input: bpy.props.StringProperty(name="Input", subtype="FILE_PATH",
+                                    description="Source Movie File: the movie; Image Folder: the folder of PNG/JPG "
+                                                "frames, in name order; unused for a strip")
     strip: bpy.props.StringProperty(name="Strip", description="Movie strip to use; empty: the active strip")
     start: bpy.props.IntProperty(name="Start", default=-1, min=-1,
                                  description="First frame of the clip to use (0 = its first); -1: the strip's "
                                              "first visible frame, else 0")
-    count: bpy.props.IntProperty(name="Frames", default=0, min=0,
-                                 description="How many frames to use; 0: the strip's length, else to the end")
+    frames: bpy.props.IntProperty(name="Frames", default=0, min=0,
+                                  description="How many frames to use; 0: the strip's length, else to the end")
     stride: bpy.props.IntProperty(name="Stride", default=1, min=1, description="Use every N-th frame")
     fps: bpy.props.FloatProperty(name="Clip FPS", default=0.0, min=0.0,
                                  description="The clip's frame rate; 0: the movie's own (the scene's for images)")
@@ -83,8 +74,8 @@ class ModelSettings:
 
 def _source(op, context) -> sources.VideoSource:
     try:
-        return sources.resolve(context.scene, kind=op.source, filepath=op.filepath, directory=op.directory,
-                               strip_name=op.strip, start=op.start, count=op.count, stride=op.stride, fps=op.fps)
+        return sources.resolve(context.scene, kind=op.source, input=op.input, strip_name=op.strip, start=op.start,
+                               frames=op.frames, stride=op.stride, fps=op.fps)
     except sources.SourceError as exc:
         raise UserError(str(exc)) from None
 
@@ -94,8 +85,8 @@ def _generate_args(op, context, src: sources.VideoSource, job_dir: Path, method:
     args = {"input": src.path, "out": str(job_dir / "out"), "method": method, "start": src.start,
             "stride": src.stride, "seed": op.seed, "device": prefs.device if prefs else "auto",
             "fast": op.quality == "FAST", "low_vram": op.memory == "LOW_VRAM"}
-    if src.count is not None:
-        args["frames"] = src.count
+    if src.frames is not None:
+        args["frames"] = src.frames
     if src.fps:
         args["fps"] = src.fps
     if op.masks:
@@ -293,7 +284,8 @@ class AnimateMeshJob(VideoSettings, ModelSettings, JobOperator):
                                                          frame_step=step, scene=scene)
         how = job.outputs.get("method", self.method)
         message = f"{len(written)} shape keys on '{obj.name}' every {step:g} frames ({how})"
-        if self.add_camera and job.outputs.get("camera_estimated") and job.outputs.get("camera"):
+        fit = job.outputs.get("fit") or {}
+        if self.add_camera and fit.get("camera_estimated") and job.outputs.get("camera"):
             message += "; " + _add_estimated_camera(scene, obj.name, Path(job.outputs["camera"]))
         return message
 
@@ -327,7 +319,7 @@ class ACTIONMESH_OT_animate_from_video(AnimateMeshJob, bpy.types.Operator):
     bl_options = {"REGISTER", "UNDO"}
     job_label = "video job"
 
-    method: bpy.props.EnumProperty(name="Method", items=VIDEO_METHOD_ITEMS, default="auto")
+    method: bpy.props.EnumProperty(name="Method", items=VIDEO_METHOD_ITEMS, default="learned-fit")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -524,7 +516,7 @@ class ACTIONMESH_OT_transfer_motion(AnimateMeshJob, bpy.types.Operator):
         scene = context.scene
         source_obj = self._source_object(context)
         first = self._first_frame(scene)
-        last = scene.frame_end if self.count <= 0 else first + (self.count - 1) * self.stride
+        last = scene.frame_end if self.frames <= 0 else first + (self.frames - 1) * self.stride
         frames = list(range(first, last + 1, self.stride))
         if len(frames) < 2:
             raise UserError(f"Frames {first}..{last} by {self.stride} give {len(frames)} frame; at least 2 are needed")
@@ -539,7 +531,7 @@ class ACTIONMESH_OT_transfer_motion(AnimateMeshJob, bpy.types.Operator):
             width=width, height=height, pixel_aspect_x=cam["pixel_aspect_x"], pixel_aspect_y=cam["pixel_aspect_y"],
             shift_x=cam["shift_x"], shift_y=cam["shift_y"])
         src = sources.VideoSource(path=str(job_dir / "frames"), name=source_obj.name,
-                                  fps=sources.scene_fps(scene) / self.stride, start=0, count=None, stride=1,
+                                  fps=sources.scene_fps(scene) / self.stride, start=0, frames=None, stride=1,
                                   scene_start=first)
         return src, camera
 

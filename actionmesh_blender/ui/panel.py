@@ -11,9 +11,8 @@ import bpy
 
 from .. import session, sources
 from ..availability import learned_unavailable_reason
+from ..config import get_prefs, models_dir
 from ..operators.job import format_seconds
-from ..operators.video import models_dir
-from ..preferences import get_prefs
 
 VIDEO_SOURCES = {"STRIP", "FILE", "FOLDER"}
 
@@ -28,14 +27,13 @@ def operator_for(settings) -> str:
 
 def _fill_video(op, settings) -> None:
     op.source = settings.source
-    op.filepath = settings.movie_file
-    op.directory = settings.image_dir
+    op.input = {"FILE": settings.input_file, "FOLDER": settings.input_dir}.get(settings.source, "")
     if settings.source == "STRIP" and settings.use_strip_range:
-        op.start, op.count = -1, 0
+        op.start, op.frames = -1, 0
     else:
-        op.start, op.count = settings.start, settings.count
+        op.start, op.frames = settings.start, settings.frames
     op.stride = settings.stride
-    op.masks = settings.masks_dir if settings.source in ("STRIP", "FILE") else ""
+    op.masks = settings.masks if settings.source in ("STRIP", "FILE") else ""
 
 
 def _draw_source(layout, context, settings) -> None:
@@ -50,17 +48,17 @@ def _draw_source(layout, context, settings) -> None:
             box.label(text=str(exc), icon="INFO")
         box.prop(settings, "use_strip_range")
     elif settings.source == "FILE":
-        box.prop(settings, "movie_file", text="")
+        box.prop(settings, "input_file", text="")
     elif settings.source == "FOLDER":
-        box.prop(settings, "image_dir", text="")
+        box.prop(settings, "input_dir", text="")
     elif settings.source == "SEQUENCE":
-        box.prop(settings, "sequence_dir", text="")
+        box.prop(settings, "sequence", text="")
         box.prop(settings, "space", text="")
     else:
         box.prop(settings, "motion_object", text="")
         box.prop(settings, "render_camera")
     if settings.source in ("STRIP", "FILE"):
-        box.prop(settings, "masks_dir")
+        box.prop(settings, "masks")
     if settings.source in VIDEO_SOURCES:
         box.row().prop(settings, "target", expand=True)
     else:
@@ -74,7 +72,7 @@ def _draw_frames(layout, settings) -> None:
     if not (settings.source == "STRIP" and settings.use_strip_range):
         if settings.source != "OBJECT":
             col.prop(settings, "start")
-        col.prop(settings, "count")
+        col.prop(settings, "frames")
     col.prop(settings, "stride")
 
 
@@ -105,7 +103,7 @@ class VIEW3D_PT_actionmesh(bpy.types.Panel):
                 col.prop(settings, "method")
                 if video:
                     col.prop(settings, "camera")
-            uses_models = new_object or settings.method in ("learned", "auto")
+            uses_models = new_object or settings.method in ("learned", "learned-fit")
             if uses_models:
                 col.prop(settings, "seed")
                 col.prop(settings, "quality")
@@ -114,7 +112,7 @@ class VIEW3D_PT_actionmesh(bpy.types.Panel):
                 col.prop(settings, "stage1_meshes")
             if new_object or settings.method == "learned":
                 reason = learned_unavailable_reason(models_dir(context))
-            elif settings.method == "auto" and learned_unavailable_reason(models_dir(context)):
+            elif settings.method == "learned-fit" and learned_unavailable_reason(models_dir(context)):
                 col.label(text="Learned models absent: Fit only", icon="INFO")
 
         row = layout.row()
@@ -122,7 +120,7 @@ class VIEW3D_PT_actionmesh(bpy.types.Panel):
         row.enabled = not state.running and not reason
         op = row.operator(operator_for(settings), text="Generate", icon="PLAY")
         if settings.source == "SEQUENCE":
-            op.directory = settings.sequence_dir
+            op.sequence = settings.sequence
             op.space = settings.space
         else:
             _fill_video(op, settings)

@@ -2,7 +2,7 @@
 
     python -m backend bench extract [--shapes plate,rod,handle,creature,vae-spider,vae-panda]
         [--resolutions 128 256] [--vae-resolutions 64 128] [--scale-model 128] [--steep 4 100]
-        [--weights DIR] [--panda PATH] [--json PATH]
+        [--weights-dir DIR] [--panda PATH] [--json PATH]
 
 Shapes, as signed fields POSITIVE INSIDE (the VAE's convention) in the VAE's box [-1, 1]^3. The box
 is 2 wide, so "x %" of it is x/100 * 2:
@@ -269,7 +269,7 @@ def main(argv=None) -> int:
                    help="also the thin shapes' fields times K on the scale model (a steeper learned field)")
     p.add_argument("--vae-resolutions", type=int, nargs="+", default=[64, 128],
                    help="for the VAE's fields (dense is slow on a CPU: 2.1M queries, ~1 min, at 128)")
-    p.add_argument("--weights", default=None, help="VAE folder (default backend/weights/tiny/vae, if present)")
+    p.add_argument("--weights-dir", default=None, help="VAE folder (default backend/weights/tiny/vae, if present)")
     p.add_argument("--panda", default=str(DEFAULT_PANDA), help="the panda mesh (../shared/examples)")
     p.add_argument("--chunk-size", type=int, default=65536)
     p.add_argument("--json", default=None, help="also save the figures to this JSON file")
@@ -300,7 +300,7 @@ def _vae_rows(args, names):
 
     if not names:
         return []
-    weights = Path(args.weights) if args.weights else default_weights_dir("tiny")
+    weights = Path(args.weights_dir) if args.weights_dir else default_weights_dir("tiny")
     if not weights.is_dir():
         print(f"(no VAE weights at {weights}: analytic fields only)", file=sys.stderr)
         return []

@@ -209,22 +209,11 @@ def true_2d_offsets(case: dict) -> np.ndarray:
 
 
 def fit_warnings(fitted, frames: np.ndarray) -> list:
-    """What `generate --method fit` would warn about this fit (backend/pipelines/generate/fit.py's
-    checks, on the same figures), plus the fit's own verdict (frames held back, a clip whose two
-    fits part, frames off the optical flow)."""
-    from backend.pipelines.generate import LOW_CAMERA_IOU, border_frames
+    """What `generate --method fit` warns about this fit: its own checks, on the same figures."""
+    from backend.pipelines.generate.fit import border_warning, fit_warnings as job_fit_warnings
 
-    out = [str(w) for w in fitted.warnings]
-    if fitted.camera_iou < LOW_CAMERA_IOU:
-        out.append(f"frame 0's silhouette IoU {fitted.camera_iou:.2f} < {LOW_CAMERA_IOU} after the camera step")
-    before = float(np.mean([r["iou_before"] for r in fitted.report]))
-    after = float(np.mean([r["iou_after"] for r in fitted.report]))
-    if after < before and not fitted.held:
-        out.append(f"silhouettes worse after the fit (mean IoU {after:.3f} vs {before:.3f})")
-    cut = border_frames(frames, range(len(frames)))
-    if cut:
-        out.append(f"the object touches the image's edge in {len(cut)} frame(s)")
-    return out
+    cut = border_warning(frames, range(len(frames)))
+    return job_fit_warnings(fitted, "the mesh may not be the object") + ([cut] if cut else [])
 
 
 def run_case(case: dict, methods) -> dict:

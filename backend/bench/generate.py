@@ -1,6 +1,6 @@
 """Generation benchmark: `generate`'s seconds (and GPU memory) per stage, beside a baseline.
 
-    python -m backend bench generate [--models DIR] [--input FRAMES] [--frames 16,31] [--json PATH]
+    python -m backend bench generate [--models-dir DIR] [--input FRAMES] [--frames 16,31] [--json PATH]
     python -m backend bench generate --random-full [--presets default,fast,low-vram] [--scratch DIR]
 
 The clip: a folder of frames (default ../shared/examples/panda, 16 RGBA PNGs of 512 x 512); a
@@ -12,7 +12,7 @@ What runs depends on what is installed:
 - the released weights (facebook/ActionMesh, VAST-AI/TripoSG, facebook/dinov2-large) and a CUDA
   GPU: for each frame count, the default, --fast and --low-vram presets; seconds and peak GPU
   memory per stage (report.json's StageMeter), printed beside the release's own figures (H100,
-  16 frames: ~75 s default, ~45 s fast; 32 GB default, 12 GB low-RAM; ../shared/design.md §1).
+  16 frames: ~75 s default, ~45 s fast; 32 GB default, 12 GB low-RAM: the release's README).
 - small stand-ins (`python -m backend models tiny-random DIR`; recognised by their parameter
   counts, under 1 % of the released models', or forced with --tiny): the pipeline's own
   overhead on the CPU. The networks' work is cut to the least the code paths allow (1 Stage 0
@@ -315,7 +315,7 @@ def build_random_full(name: str, device="meta", seed: int = 0, config: Optional[
 
 def write_random_full(root: Path, device: str = "cpu", seed: int = 0,
                       configs: Optional[Dict[str, dict]] = None) -> dict:
-    """The random set in the released folders' layouts under `root` (what --models expects), one
+    """The random set in the released folders' layouts under `root` (what --models-dir expects), one
     model at a time (built on `device`, written float32 as released, freed). `configs` (default
     official_configs(): the released sizes) must agree with each other as the released ones do.
     -> {"bytes": written, "seconds": taken}."""
@@ -569,7 +569,7 @@ def table(results: dict) -> str:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m backend bench generate", description=__doc__.splitlines()[0])
-    p.add_argument("--models", default=None,
+    p.add_argument("--models-dir", default=None,
                    help="models folder laid out like the hub repositories (default: the Hugging Face hub cache)")
     p.add_argument("--frames", default=None,
                    help="comma-separated frame counts (default 16,31; with --random-full 16)")
@@ -594,8 +594,8 @@ def main(argv=None) -> int:
     if not Path(args.input).is_dir():
         p.error(f"--input {args.input}: not a folder of frames")
     if args.random_full:
-        if args.models or args.tiny:
-            p.error("--random-full makes its own models: it takes neither --models nor --tiny")
+        if args.models_dir or args.tiny:
+            p.error("--random-full makes its own models: it takes neither --models-dir nor --tiny")
         presets = choices(p, presets=(args.presets, tuple(PRESETS)))["presets"]
         if not presets:
             p.error("--presets: name at least one of " + ", ".join(PRESETS))
@@ -603,7 +603,7 @@ def main(argv=None) -> int:
             p.error(f"--scratch {args.scratch}: not a folder")
         results = run_random_full(counts, Path(args.input), presets, scratch=args.scratch)
     else:
-        results = run(args.models, counts, Path(args.input), tiny=args.tiny)
+        results = run(args.models_dir, counts, Path(args.input), tiny=args.tiny)
     if results["mode"] in ("gpu", "random-full"):
         import torch
 

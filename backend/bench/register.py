@@ -1,6 +1,6 @@
-"""Registration benchmark: learned vs optimize vs auto (and no registration, and trimesh's nricp).
+"""Registration benchmark: learned vs optimize vs learned-optimize (and no registration, and trimesh's nricp).
 
-    python -m backend bench register [--methods none,optimize,learned,auto] [--json PATH]
+    python -m backend bench register [--methods none,optimize,learned,learned-optimize] [--json PATH]
 
 Sequences (16 frames each; every frame a mesh of its own topology, unlike the reference's):
   creature     the procedural walking creature (backend.synthetic.deforming): exact ground truth
@@ -27,7 +27,7 @@ Frames as other tools make them (backend.synthetic.remesh), issue 9:
 Every sequence is first scaled into [-1, 1] (largest half-extent of all frames = 1), so the
 figures share ActionBench's units. Columns: vertex error = mean distance of each reference
 vertex to its true position / reference bounding-box diagonal; CD-M = ActionBench's motion
-Chamfer (../shared/design.md §3) between the animated reference and the ground-truth points,
+Chamfer (ActionBench: facebookresearch/actionmesh, actionbench/) between the animated reference and the ground-truth points,
 without the alignment step (registration works in the input's own coordinates, so the identity
 is the right alignment); seconds = the registration call (models loaded beforehand); for
 `none`, the time to read the sequence's files (every frame written once as binary PLY, then
@@ -47,7 +47,7 @@ from .common import choices, write_json
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_PANDA = REPO.parent / "shared" / "examples" / "panda" / "panda.glb"
-METHODS = ("none", "optimize", "learned", "auto")
+METHODS = ("none", "optimize", "learned", "learned-optimize")
 REMESHED_PANDA = ("panda-mc-inward", "panda-mc-mixed", "panda-scan", "panda-holes")
 CHARACTERS = ("sydney", "faerie")
 SEQUENCES = ("creature", "articulated", "panda") + REMESHED_PANDA + CHARACTERS
@@ -247,12 +247,12 @@ def loading_seconds(seq: dict) -> float:
 
 def run_methods(seq: dict, methods, models: dict | None) -> dict:
     from backend.registration import register_optimize
-    from backend.registration.learned import register_auto, register_learned
+    from backend.registration.learned import register_learned_optimize, register_learned
 
     ref_v, ref_f, frames = seq["ref_vertices"], seq["ref_faces"], seq["frames"]
     rows = {}
     for name in methods:
-        if name in ("learned", "auto") and models is None:
+        if name in ("learned", "learned-optimize") and models is None:
             rows[name] = {"skipped": "the learned weights are not installed"}
             continue
         t0 = time.perf_counter()
@@ -264,7 +264,7 @@ def run_methods(seq: dict, methods, models: dict | None) -> dict:
         elif name == "learned":
             offsets = register_learned(ref_v, ref_f, frames, **models)
         else:
-            offsets, report = register_auto(ref_v, ref_f, frames, **models)
+            offsets, report = register_learned_optimize(ref_v, ref_f, frames, **models)
             extra["refined_frames"] = int(sum(report["refined"]))
         secs = time.perf_counter() - t0 if name != "none" else loading_seconds(seq)
         rows[name] = {**score(seq, np.asarray(offsets, np.float64)), "seconds": secs, **extra}
@@ -354,10 +354,11 @@ def summary(results) -> dict:
             out[name]["sequences"] = len(rows)
     if "learned" in out and "optimize" in out:
         out["learned_speedup_vs_optimize"] = out["optimize"]["seconds"] / out["learned"]["seconds"]
-    if "auto" in out and "optimize" in out:
-        out["auto_error_ratio_vs_optimize"] = out["auto"]["vertex_error"] / out["optimize"]["vertex_error"]
+    if "learned-optimize" in out and "optimize" in out:
+        out["learned_optimize_error_ratio_vs_optimize"] = (out["learned-optimize"]["vertex_error"]
+                                                           / out["optimize"]["vertex_error"])
     # Issue 9: on frames as other tools make them, every method at or below `none` on every row,
-    # and optimize/auto at most 0.6x none's mean vertex error over those rows.
+    # and optimize/learned-optimize at most 0.6x none's mean vertex error over those rows.
     real = [s for s in results["sequences"] if s.get("name") in REAL_WORLD and "methods" in s]
     if real and "vertex_error" in real[0]["methods"].get("none", {}):
         rw = {"sequences": [s["name"] for s in real], "worse_than_none": []}
@@ -414,13 +415,13 @@ def table(results) -> str:
                          f"CD-M x1000 {1000 * r['cd_m']:.2f}  {r['seconds']:.2f} s")
     if "learned_speedup_vs_optimize" in sm:
         lines.append(f"learned is {sm['learned_speedup_vs_optimize']:.1f}x faster than optimize (target >= 10x)")
-    if "auto_error_ratio_vs_optimize" in sm:
-        lines.append(f"auto's vertex error is {sm['auto_error_ratio_vs_optimize']:.2f}x optimize's (target < 1)")
+    if "learned_optimize_error_ratio_vs_optimize" in sm:
+        lines.append(f"learned-optimize's vertex error is {sm['learned_optimize_error_ratio_vs_optimize']:.2f}x optimize's (target < 1)")
     rw = sm.get("real_world_error_ratio_vs_none")
     if rw:
         ratios = ", ".join(f"{m} {rw[m]:.2f}x" for m in METHODS[1:] if m in rw)
         lines.append(f"re-meshed / real-character rows ({len(rw['sequences'])}): mean vertex error vs none: {ratios} "
-                     "(target <= 0.6x for optimize and auto)")
+                     "(target <= 0.6x for optimize and learned-optimize)")
         lines.append("rows where a method is worse than none: " + (", ".join(rw["worse_than_none"]) or "none"))
     pt = sm.get("remeshed_panda_optimize_seconds")
     if pt:
@@ -439,7 +440,7 @@ def main(argv=None) -> int:
     parser.add_argument("--articulated", type=int, default=2, help="how many held-out articulated sequences")
     parser.add_argument("--panda", default=str(DEFAULT_PANDA), help="the panda mesh (../shared/examples)")
     parser.add_argument("--md2", default=None, help="folder with sydney.md2 and faerie.md2 (default: the setup's copy)")
-    parser.add_argument("--weights", default=None, help="learned weights folder (vae/ + stage2/); default: the tiny ones")
+    parser.add_argument("--weights-dir", default=None, help="learned weights folder (vae/ + stage2/); default: the tiny ones")
     parser.add_argument("--baseline-frames", type=int, default=4, help="frames trimesh's nricp runs on (0: skip it)")
     parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     args = parser.parse_args(argv)
@@ -447,7 +448,7 @@ def main(argv=None) -> int:
     methods, sequences = picked["methods"], picked["sequences"]
     if args.frames < 2:
         parser.error("--frames must be at least 2")
-    result = run(args.frames, args.seed, methods, sequences, args.panda, args.weights, args.articulated,
+    result = run(args.frames, args.seed, methods, sequences, args.panda, args.weights_dir, args.articulated,
                  args.baseline_frames, args.md2)
     print(table(result))
     if args.json:

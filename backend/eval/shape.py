@@ -1,6 +1,6 @@
 """Shape-autoencoder quality on held-out synthetic shapes: Chamfer and volume IoU.
 
-Chamfer follows ActionBench's convention (../shared/design.md §3): mean unsquared nearest-
+Chamfer follows ActionBench's convention (facebookresearch/actionmesh, actionbench/): mean unsquared nearest-
 neighbour distance each way on up to 10k points, summed; shapes live in [-1, 1]. Volume IoU is
 measured on the uniformly drawn half of each sample's query points (the other half hugs the
 surface and would overweight it). The Chamfer is taken on the mesh `reconstruct` would output

@@ -1,6 +1,6 @@
 """What the video says, prepared once per clip: masks, their distance fields, optical flow.
 
-Silhouette terms need no rasteriser (../shared/design.md §10): the distance to the mask, sampled
+Silhouette terms need no rasteriser: the distance to the mask, sampled
 at projected surface points, pulls points that fall outside back in; the mask's contour matched
 to the projected points pulls the surface out to fill the mask. Flow comes from OpenCV's DIS
 (dense inverse search) between neighbouring frames, checked forward against backward so that

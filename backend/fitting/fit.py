@@ -323,13 +323,14 @@ def fit_video(vertices, faces, frames, *, camera: Camera | None = None, settings
     s = settings or FitSettings()
     try:
         if not s.second_opinion:
-            result = _fit(v @ rot.T, faces, frames, camera, s, progress, should_cancel, init_offsets)
+            result, _ = _fit(v @ rot.T, faces, frames, camera, s, progress, should_cancel, init_offsets)
         else:
-            result = _fit(v @ rot.T, faces, frames, camera, s, _half(progress, 0), should_cancel, init_offsets)
+            result, masks = _fit(v @ rot.T, faces, frames, camera, s, _half(progress, 0), should_cancel,
+                                 init_offsets)
             other = dataclasses.replace(s, seed=s.seed + 1, nodes=SECOND_OPINION_NODES)
-            second = _fit(v @ rot.T, faces, frames, result.camera, other, _half(progress, 1), should_cancel,
-                          init_offsets)
-            result = _verdict(result, second, v @ rot.T, faces, frames, s, init_offsets)
+            second, _ = _fit(v @ rot.T, faces, frames, result.camera, other, _half(progress, 1), should_cancel,
+                             init_offsets)
+            result = _verdict(result, second, v @ rot.T, faces, masks, s, init_offsets)
     finally:
         torch.set_num_threads(threads)
     result.offsets = (result.offsets.astype(np.float64) @ rot).astype(np.float32)
@@ -366,7 +367,7 @@ def _mean_iou(fit: FitResult) -> float:
     return float(np.mean([r["iou_after"] for r in fit.report[1:]] or [0.0]))
 
 
-def _verdict(first: FitResult, second: FitResult, vertices: np.ndarray, faces, frames, s: FitSettings,
+def _verdict(first: FitResult, second: FitResult, vertices: np.ndarray, faces, masks: np.ndarray, s: FitSettings,
              init_offsets) -> FitResult:
     """The fit to keep, and how far to trust each of its frames.
 
@@ -393,7 +394,6 @@ def _verdict(first: FitResult, second: FitResult, vertices: np.ndarray, faces, f
     keep.offsets = (fallback + trust[:, None, None] * (a - fallback)).astype(np.float32)
     keep.held = [int(t) for t in np.flatnonzero(trust < 1.0)]
     width = max(keep.camera.width, keep.camera.height)
-    masks = masks_from_frames(np.asarray(frames)) if keep.held else None
     params = keep.camera.torch_params()
     off_flow = []
     for t, entry in enumerate(keep.report):
@@ -438,10 +438,11 @@ JOINT_LR_FACTOR = 0.5
 CAMERA_RANKING_SHARE = 4  # 1/4; a given camera is only touched up, with as many steps
 
 
-def _fit(vertices, faces, frames, camera, settings, progress, should_cancel, init_offsets=None) -> FitResult:
-    """One fit of the mesh to the frames (fit_video's docstring); the verdict runs two."""
-    return _Fitter(vertices, faces, frames, settings or FitSettings(), progress, should_cancel,
-                   init_offsets).run(camera)
+def _fit(vertices, faces, frames, camera, settings, progress, should_cancel, init_offsets=None):
+    """One fit of the mesh to the frames (fit_video's docstring); the verdict runs two. -> (the
+    FitResult, the frames' masks it was fitted to: the verdict measures held frames on them)."""
+    fitter = _Fitter(vertices, faces, frames, settings or FitSettings(), progress, should_cancel, init_offsets)
+    return fitter.run(camera), fitter.masks
 
 
 class _Fitter:

@@ -95,7 +95,7 @@ def build_dinov2_on_meta(config: dict = DINOV2_LARGE_CONFIG, dtype: torch.dtype 
 
 def parameter_manifest(name: str) -> Dict[str, list]:
     """{name: shape} of the state_dict our module has with the official config, in state_dict order
-    (the format of ../shared/official/manifest_*.json)."""
+    (the format of the parameter manifests `python -m backend weights NAME` prints)."""
     model = build_on_meta(name)
     return {k: list(v.shape) for k, v in model.state_dict().items()}
 

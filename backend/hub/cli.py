@@ -1,16 +1,16 @@
 """`python -m backend models ...` and `python -m backend weights manifest NAME`.
 
-    models list        [--models DIR] [--json]    every model: state, size, licence, folder
-    models verify      [NAME ...] [--models DIR] [--json]
+    models list        [--models-dir DIR] [--json]    every model: state, size, licence, folder
+    models verify      [NAME ...] [--models-dir DIR] [--json]
                        exit 2 naming what is missing/partial and the command that fetches it
-    models path NAME   [--models DIR]             the folder holding the model's files
-    models download    NAME|all [--models DIR] [--accept-licence] [--token T] [--json]
-    models remove      NAME [--models DIR]        delete that model's files (only ours, only there)
+    models path NAME   [--models-dir DIR]             the folder holding the model's files
+    models download    NAME|all [--models-dir DIR] [--accept-licence] [--token T] [--json]
+    models remove      NAME [--models-dir DIR]        delete that model's files (only ours, only there)
     models tiny-random DIR [--seed N] [--hub-cache CACHE] [--with-rmbg]
                        small random models in the released layouts (tests, offline checks)
     weights manifest NAME                         {parameter: shape} of our module, official config
 
-Without --models, models live in the Hugging Face hub cache (HF_HUB_CACHE / HF_HOME); see
+Without --models-dir, models live in the Hugging Face hub cache (HF_HUB_CACHE / HF_HOME); see
 store.py for both layouts. Errors print one line `error (<code>): <message>` and exit 2.
 """
 
@@ -35,21 +35,21 @@ def _models_parser() -> argparse.ArgumentParser:
                  help="a models folder laid out DIR/<org>/<name>/... (default: the Hugging Face hub cache)")
 
     ls = sub.add_parser("list", help="every model with its licence, size, state and folder")
-    ls.add_argument("--models", **where)
+    ls.add_argument("--models-dir", **where)
     ls.add_argument("--json", action="store_true")
 
     ve = sub.add_parser("verify", help="exit 2 unless every needed file is present and whole")
     ve.add_argument("names", nargs="*", help="models to check (default: every required one; 'all': all)")
-    ve.add_argument("--models", **where)
+    ve.add_argument("--models-dir", **where)
     ve.add_argument("--json", action="store_true")
 
     pa = sub.add_parser("path", help="print the folder holding a model's files")
     pa.add_argument("name", help=f"one of {', '.join(MODELS)}")
-    pa.add_argument("--models", **where)
+    pa.add_argument("--models-dir", **where)
 
     dl = sub.add_parser("download", help="download at the pinned revision (resumable)")
     dl.add_argument("names", nargs="+", metavar="NAME", help=f"{', '.join(MODELS)} or all")
-    dl.add_argument("--models", **where)
+    dl.add_argument("--models-dir", **where)
     dl.add_argument("--accept-licence", "--accept-license", action="store_true", dest="accept_licence",
                     help="accept the non-commercial licences of the models that have one")
     dl.add_argument("--token", default=None,
@@ -59,7 +59,7 @@ def _models_parser() -> argparse.ArgumentParser:
 
     rm = sub.add_parser("remove", help="delete a model's files from the models folder or the hub cache")
     rm.add_argument("name", help=f"one of {', '.join(MODELS)}")
-    rm.add_argument("--models", **where)
+    rm.add_argument("--models-dir", **where)
     rm.add_argument("--json", action="store_true")
 
     tr = sub.add_parser("tiny-random", help="write small random models in the released layouts")
@@ -89,7 +89,7 @@ def _print_table(rows: List[List[str]]) -> None:
 
 
 def cmd_list(args) -> int:
-    store = open_store(args.models)
+    store = open_store(args.models_dir)
     statuses = [store.status(spec) for spec in MODELS.values()]
     if args.json:
         print(json.dumps(dict(store=store.describe(), models=[s.to_dict() for s in statuses])))
@@ -103,7 +103,7 @@ def cmd_list(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    store = open_store(args.models)
+    store = open_store(args.models_dir)
     explicit = bool(args.names)
     specs = resolve_names(args.names)
     if not explicit:  # optional models are reported too, but do not fail the check
@@ -117,18 +117,18 @@ def cmd_verify(args) -> int:
             print(f"{s.spec.name}: {s.state} ({s.folder})")
     for s in statuses:
         if s.state != READY and s not in failing:
-            print(f"note: optional {not_ready_message(s, args.models)}", file=sys.stderr)
+            print(f"note: optional {not_ready_message(s, args.models_dir)}", file=sys.stderr)
     for s in failing:
-        print(f"error (missing_model): {not_ready_message(s, args.models)}", file=sys.stderr)
+        print(f"error (missing_model): {not_ready_message(s, args.models_dir)}", file=sys.stderr)
     return 2 if failing else 0
 
 
 def cmd_path(args) -> int:
     spec = get_model(args.name)
-    store = open_store(args.models)
+    store = open_store(args.models_dir)
     status = store.status(spec)
     if status.state != READY:
-        print(f"error (missing_model): {not_ready_message(status, args.models)}", file=sys.stderr)
+        print(f"error (missing_model): {not_ready_message(status, args.models_dir)}", file=sys.stderr)
         return 2
     print(status.folder)
     return 0
@@ -142,7 +142,7 @@ def cmd_download(args) -> int:
 
     token = token_from(args.token, os.environ)
     specs = resolve_names(args.names)
-    store = open_store(args.models)
+    store = open_store(args.models_dir)
 
     def emit(event: dict) -> None:
         line = json.dumps(event) if args.json else describe_event(event)
@@ -182,7 +182,7 @@ def cmd_download(args) -> int:
 def cmd_remove(args) -> int:
     from .remove import remove_model
 
-    result = remove_model(get_model(args.name), open_store(args.models))
+    result = remove_model(get_model(args.name), open_store(args.models_dir))
     if args.json:
         print(json.dumps(result))
     else:

@@ -79,7 +79,7 @@ class ModelSpec:
         if not self.licence.commercial_use:
             parts.append("--accept-licence")
         if models_dir is not None:
-            parts.append(f"--models {models_dir}")
+            parts.append(f"--models-dir {models_dir}")
         return " ".join(parts)
 
 

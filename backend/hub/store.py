@@ -7,7 +7,7 @@ Two places, never mixed in one call:
       <cache>/models--<org>--<name>/snapshots/<commit>/<file>   (refs/<branch> holds a commit)
   <cache> is $HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub, as huggingface_hub
   resolves it.
-- a models folder given with `--models DIR`, laid out like the repositories themselves:
+- a models folder given with `--models-dir DIR`, laid out like the repositories themselves:
       DIR/<org>/<name>/<file>        e.g. DIR/facebook/ActionMesh/denoiser/model.safetensors
   which is what `huggingface_hub.snapshot_download(local_dir=DIR/<org>/<name>)` writes, and what
   a person copying a repository by hand would make.
@@ -140,7 +140,7 @@ class ModelStore(ABC):
 
 
 class ModelsFolder(ModelStore):
-    """`--models DIR`: DIR/<org>/<name>/<file>."""
+    """`--models-dir DIR`: DIR/<org>/<name>/<file>."""
 
     kind = "models folder"
 

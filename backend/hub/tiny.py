@@ -1,6 +1,6 @@
 """A complete set of SMALL models in exactly the released repositories' layouts, for tests.
 
-`write_tiny_random(DIR)` writes what `--models DIR` expects (DIR/<org>/<name>/...):
+`write_tiny_random(DIR)` writes what `--models-dir DIR` expects (DIR/<org>/<name>/...):
 
   facebook/ActionMesh/denoiser/     config.json + model.safetensors   (PyTorchModelHubMixin layout:
   facebook/ActionMesh/autoencoder/  config.json + model.safetensors    the constructor's keys only)

@@ -137,7 +137,7 @@ class _Child:
 def _download_one(ctx: JobContext, spec: ModelSpec, models_dir: Optional[str], accept_licence: bool,
                   token: Optional[str], done_before: int, total: int, log: List[str]) -> None:
     argv = [spec.name, "--json"] + (["--accept-licence"] if accept_licence else []) + \
-        (["--models", str(models_dir)] if models_dir else [])
+        (["--models-dir", str(models_dir)] if models_dir else [])
     child = _Child(argv, token)
     error, current = None, done_before
     try:

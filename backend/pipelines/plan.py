@@ -53,7 +53,6 @@ import contextlib
 import copy
 import functools
 import json
-import math
 import sys
 import time
 import weakref

@@ -14,8 +14,12 @@ from ..errors import BadInput, Unsupported
 from ..gltf_export import write_animated_glb
 from ..jobs import JobContext
 from ..meshio import MAX_REFERENCE_VERTICES, list_sequence, load_mesh, write_animation_npz
+from .fit_report import surface_fit_report
 
-METHODS = ("optimize", "learned", "auto")
+# optimize: ARAP/ICP, no weights; learned: the Stage II model; learned-optimize: learned, then
+# optimised, keeping per frame the one closer to that frame's surface. (`generate` has its own
+# pair, fit and learned-fit: fitting follows silhouettes and flow, optimisation surfaces.)
+METHODS = ("optimize", "learned", "learned-optimize")
 # The release encodes a mesh for Stage II from this many surface samples (pipeline_with_3d); the
 # official models have no training card to say so.
 OFFICIAL_SURFACE_POINTS = 16_384
@@ -25,16 +29,16 @@ WEIGHTS_ROOT = Path(__file__).resolve().parents[1] / "weights"
 MISALIGNED_FRACTION = 0.2
 
 
-def run_register(ctx: JobContext, *, reference: str, sequence: str, out: str, method: str = "auto",
+def run_register(ctx: JobContext, *, reference: str, sequence: str, out: str, method: str = "learned-optimize",
                  device: str = "auto", fps: float = 24.0, profile: str = "tiny",
                  weights_dir: Optional[str] = None, models_dir: Optional[str] = None) -> dict:
     """Register `reference` onto every mesh of `sequence`; write animation.npz + animated.glb to `out`.
 
     method: "optimize" (ARAP/ICP, no weights), "learned" (the Stage II model: shape VAE +
-    temporal autoencoder), "auto" (learned, refined per frame by a few optimisation iterations,
+    temporal autoencoder), "learned-optimize" (learned, refined per frame by a few optimisation iterations,
     keeping per frame the one closer to that frame's surface). The learned methods read
     `weights_dir`/vae and `weights_dir`/stage2 (default backend/weights/<profile>/...). Without
-    them "learned" is Unsupported, while "auto" (the default) runs "optimize" and says so in a
+    them "learned" is Unsupported, while "learned-optimize" (the default) runs "optimize" and says so in a
     warning: the default must work on any install, with or without the learned weights.
     profile "actionmesh": the official Stage II instead (TripoSG's VAE encoder and ActionMesh's
     autoencoder, from the model store: the hub cache or `models_dir`); a missing or partial model
@@ -53,9 +57,9 @@ def run_register(ctx: JobContext, *, reference: str, sequence: str, out: str, me
     missing = []
     if profile == "actionmesh":
         if method == "optimize":
-            raise BadInput("profile 'actionmesh' is the official Stage II model: use method 'learned' or 'auto'")
+            raise BadInput("profile 'actionmesh' is the official Stage II model: use method 'learned' or 'learned-optimize'")
         learned_dirs = official_stage2_folders(models_dir)
-    elif method == "auto":
+    elif method == "learned-optimize":
         missing = _missing(weights_folders(profile, weights_dir))
     if missing:
         fallback = f"the learned Stage II weights are not installed ({', '.join(missing)} missing): ran 'optimize' alone"
@@ -94,7 +98,8 @@ def run_register(ctx: JobContext, *, reference: str, sequence: str, out: str, me
                                            OFFICIAL_SURFACE_POINTS if profile == "actionmesh" else None)
         extra["profile"] = profile
         warnings += extra.pop("warnings", [])
-    warnings += fit_warnings(extra["frame_fit"])
+    extra["fit"] = surface_fit_report(extra.pop("frame_fit"))
+    warnings += fit_warnings(extra["fit"])
     offsets = np.asarray(offsets, dtype=np.float32)
     if offsets.shape != (len(frames),) + ref.vertices.shape or not np.isfinite(offsets).all():
         raise RuntimeError(f"registration produced invalid offsets {offsets.shape}")
@@ -153,7 +158,7 @@ def learned_weights(method: str, profile: str, weights_dir: Optional[str]) -> di
 def load_learned(dirs: dict, device: str, default_surface_points: Optional[int] = None) -> dict:
     """The shape VAE + Stage II model from `dirs` ({"vae", "stage2"}) and the encoding settings
     the Stage II model was trained with (its training.json; else `default_surface_points`):
-    keyword arguments for register_learned / register_auto, plus "warnings"."""
+    keyword arguments for register_learned / register_learned_optimize, plus "warnings"."""
     from ..models.configs import file_sha256
     from ..models.temporal_autoencoder import TemporalAutoencoder
     from ..models.vae import ShapeVAE
@@ -187,7 +192,7 @@ def load_learned(dirs: dict, device: str, default_surface_points: Optional[int] 
 
 def _register_learned(ctx: JobContext, method: str, dirs: dict, device: str, ref, frames, report,
                       default_surface_points: Optional[int] = None):
-    from ..registration.learned import register_auto, register_learned
+    from ..registration.learned import register_learned_optimize, register_learned
     from .reconstruct import resolve_device
 
     dev = resolve_device(device)
@@ -202,7 +207,7 @@ def _register_learned(ctx: JobContext, method: str, dirs: dict, device: str, ref
         offsets = register_learned(ref.vertices, ref.faces, frames, fit_report=fits, **common)
         extra["frame_fit"] = fits
     else:
-        offsets, details = register_auto(ref.vertices, ref.faces, frames, **common)
+        offsets, details = register_learned_optimize(ref.vertices, ref.faces, frames, **common)
         extra["frame_fit"] = details["frames"]
         extra["refined_frames"] = int(sum(details["refined"]))
         extra["surface_error_learned"] = [round(e, 6) for e in details["error_learned"]]
@@ -211,15 +216,16 @@ def _register_learned(ctx: JobContext, method: str, dirs: dict, device: str, ref
     return offsets, extra
 
 
-def fit_warnings(frame_fit: list) -> list[str]:
-    """Warnings naming the frames whose result, or rigid pre-alignment, was held back."""
+def fit_warnings(fit: dict) -> list[str]:
+    """Warnings naming the frames whose result, or rigid pre-alignment, was held back (`fit`: the
+    job result's report, backend.pipelines.fit_report)."""
     out = []
-    held = [e["frame"] for e in frame_fit if not e["accepted"]]
+    held = fit["held_frames"]
     if held:
         out.append(f"frame{'s' if len(held) > 1 else ''} {_frame_list(held)}: the registration did not fit the "
                    "frame's surface better than the pose it started from, so that pose was kept; check "
                    f"{'these frames' if len(held) > 1 else 'this frame'} (is the mesh the same object?)")
-    rigid = [e["frame"] for e in frame_fit if e.get("rigid_accepted") is False]
+    rigid = [e["frame"] for e in fit["per_frame"] if e.get("rigid_held")]
     if rigid:
         out.append(f"rigid pre-alignment skipped at frame{'s' if len(rigid) > 1 else ''} {_frame_list(rigid)}: "
                    "it did not bring the surfaces closer")

@@ -1,4 +1,4 @@
-"""Registration with the learned Stage II model ("learned"), and its refined variant ("auto").
+"""Registration with the learned Stage II model ("learned"), and its refined variant ("learned-optimize").
 
 "learned": every frame's own mesh is sampled (points + normals) and encoded by the frozen shape
 VAE (posterior mode) into that frame's latents; the reference's vertices (xyz + vertex normals)
@@ -15,7 +15,7 @@ normalisation would turn global motion (a jump, a walk) into a different shape e
 the model never saw.
 
 The model places the reference at frame 0 as it is (offsets[0] = 0): it assumes the reference is
-in the pose of the first frame. "auto" refines every frame with ARAP/ICP (as many iterations as
+in the pose of the first frame. "learned-optimize" refines every frame with ARAP/ICP (as many iterations as
 "optimize" alone) starting from the learned prediction, or from the previous frame's refined
 result where that fits the frame better (register_optimize's `init_offsets`, `init_mode="better"`),
 and keeps, per frame, whichever of {learned, refined} lies closer to that frame's surface
@@ -46,7 +46,7 @@ QUERY_CHUNK = 16384  # reference vertices per cross-attention call
 # once for the tiny model (16 x 16 x 33 = 8,448 tokens; 3x faster on CPU than 4 at a time), a
 # few target frames at a time for the official one (2,048 tokens per frame).
 TOKEN_BUDGET = 32_768
-# "auto" refines with as many iterations as "optimize" runs alone: given a useless guess it then
+# "learned-optimize" refines with as many iterations as "optimize" runs alone: given a useless guess it then
 # falls back to exactly optimize's frame-to-frame result (init_mode="better"), so it is never
 # worse than "optimize"; with (3, 3) it came out 1.08x worse in the benchmark.
 REFINE_ITERATIONS = DEFAULT_ITERATIONS
@@ -128,7 +128,7 @@ def register_learned(ref_vertices, ref_faces, frames, *, vae, autoencoder, num_l
 
         # The model's cost is its read-out, per query point and target frame: large references
         # are tracked at `query_nodes` surface nodes and every vertex follows its nearest nodes
-        # (a smooth displacement field loses little; the per-vertex detail is what "auto" refines).
+        # (a smooth displacement field loses little; the per-vertex detail is what "learned-optimize" refines).
         faces_t = torch.from_numpy(faces_w).to(device) if len(faces_w) else None
         xyz_all = torch.from_numpy(rest_w.astype(np.float32)).to(device)
         nodes = None  # indices of the tracked vertices (None: all of them)
@@ -217,7 +217,7 @@ def _encode_frames(vae, frames, norm, num_latents, surface_points, seed, device,
     return torch.cat(latents), torch.cat(anchors)
 
 
-def register_auto(ref_vertices, ref_faces, frames, *, vae, autoencoder, num_latents: int,
+def register_learned_optimize(ref_vertices, ref_faces, frames, *, vae, autoencoder, num_latents: int,
                   surface_points: int = DEFAULT_SURFACE_POINTS, device="cpu", progress=None, should_cancel=None,
                   seed: int = 0, refine_iterations=REFINE_ITERATIONS, error_samples: int = DEFAULT_SAMPLES,
                   **learned_kwargs):

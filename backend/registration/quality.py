@@ -1,6 +1,6 @@
 """How well a registered mesh covers a target frame: the two-way mean surface distance.
 
-Used to keep, per frame, the better of two candidates: the "auto" method's learned vs refined
+Used to keep, per frame, the better of two candidates: the "learned-optimize" method's learned vs refined
 result, and every method's safeguard (a result is kept only if it fits its frame at least as
 well as the pose it started from). The measure is symmetric on purpose: one-way "registered ->
 target" distances reward a mesh that shrinks onto part of the target; "target -> registered"

@@ -403,7 +403,7 @@ def render_readme(card: dict) -> str:
         f"| leaving the points where they are | {h['static_baseline_error']:.4f} |",
         "",
         f"The model's error is {ratio:.2f}x that of not moving the points: it captures part of the motion, "
-        "coarsely. `register --method auto` refines its guesses with the optimisation; alone (`learned`) it is "
+        "coarsely. `register --method learned-optimize` refines its guesses with the optimisation; alone (`learned`) it is "
         "a fast, rough first pass.",
         "",
         "`tests/test_shipped_weights.py` checks these figures against the shipped file.",

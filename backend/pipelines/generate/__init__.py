@@ -11,14 +11,14 @@ This package orchestrates; each step lives in the module that describes it:
     temporal  Stage I (every frame's shape latent, windows of 16 sliding by 15) and Stage II (the
               anchor's vertices moved through them); --stage1-meshes
     fit       --method fit (the --mesh fitted to the frames by backend.fitting.fit_video, no
-              models) and --method auto (the learned result refined by the same fit)
+              models) and --method learned-fit (the learned result refined by the same fit)
     outputs   the hidden output folder published at the end; animation.npz, animated.glb,
               anchor.glb, camera.json (a fit's), report.json (one layout for every method)
     runtime   device, precision, memory: one large model on the device at a time
 
 run_generate lives here and calls the steps through this module's names, so a test or the
-benchmark can stand in for one (generate.stage2_positions, generate.StageMeter); every name the
-single-module version had is still importable from backend.pipelines.generate.
+benchmark can stand in for one (generate.stage2_positions, generate.StageMeter); every other name
+is imported from the step's own module.
 
 What we learned from the upstream code (facebookresearch/actionmesh, read, not copied):
 actionmesh/pipeline.py (stage order, lazy loading; the rest is noted in the modules above).
@@ -31,55 +31,32 @@ from pathlib import Path
 from typing import List, Optional
 
 from ...errors import BadInput
-from ...geometry.weld import weld
 from ...jobs import JobContext
-from .anchor import (EXTRACT_BOUNDS, EXTRACT_RESOLUTION, FACE_BUDGET, FAST_STAGE0_STEPS, FLOATER_FRACTION,
-                     LOW_VRAM_QUERY_CHUNK, QUERY_CHUNK, STAGE0_GUIDANCE, STAGE0_STEPS, SURFACE_POINTS, AnchorMesh,
-                     anchor_from_mesh, anchor_in_model_space, clean_anchor, encode_mesh, extract_latent,
-                     generate_anchor, sdf_function, stage0)
-from .fit import LOW_CAMERA_IOU, fit_frames, refine_by_fitting, run_fit
-from .inputs import (LEARNED_MODELS, METHODS, MODEL_SET_DEFAULT_NAMES, MODEL_SET_DEFAULTS_KEY, border_frames,
-                     check_int, check_output_folder, frames_with_alpha, load_given_mesh, missing_learned_models,
-                     model_set_defaults, parse_known, read_clip, user_masks)
-from .outputs import (FIT_RESULT_KEYS, OUTPUT_NAMES, REPORT_KIND, StagedOutput, job_report, job_result,
-                      model_revisions, publish, staged_output, write_mesh_glb)
-from .runtime import (DEVICES, SMALL_LAYER_VALUES, SplitGuidanceBatch, StageMeter, amp, autocast_dtype,
-                      load_flow_transformer, loop_threads, pick_device, release_memory)
-from .temporal import (FAST_STAGE1_STEPS, LOW_VRAM_STAGE2_QUERY_CHUNK, RELEASE_MAX_FRAMES, RELEASE_MIN_FRAMES, SLIDE,
-                       STAGE1_GUIDANCE, STAGE1_STEPS, STAGE2_QUERY_CHUNK, STAGE2_TOKEN_BUDGET, WINDOW,
-                       clip_length_warnings, stage1_latents, stage2_offsets, stage2_positions, write_stage1_meshes)
+from .anchor import (FACE_BUDGET, FAST_STAGE0_STEPS, LOW_VRAM_QUERY_CHUNK, QUERY_CHUNK, STAGE0_GUIDANCE,
+                     STAGE0_STEPS, SURFACE_POINTS, FLOATER_FRACTION, EXTRACT_RESOLUTION, stage0)
+from .fit import refine_by_fitting, run_fit
+from .inputs import (METHODS, MODEL_SET_DEFAULTS_KEY, check_int, check_output_folder, frames_with_alpha,
+                     load_given_mesh, missing_learned_models, model_set_defaults, parse_known, read_clip)
+from .outputs import job_report, job_result, model_revisions, staged_output
+from .runtime import StageMeter, autocast_dtype, load_flow_transformer, pick_device, release_memory
+from .temporal import (FAST_STAGE1_STEPS, RELEASE_MAX_FRAMES, STAGE1_GUIDANCE, STAGE1_STEPS, WINDOW, clip_length_warnings, stage1_latents,
+                       stage2_offsets, stage2_positions, write_stage1_meshes)
 
 # A denoiser this wide is the released one (2048; the tiny stand-ins are 64): far too slow for a CPU.
 FULL_SIZE_WIDTH = 1024
 
-# The names the single-module version had (private ones included).
-_check_int, _publish, _run_fit, _write_mesh_glb = check_int, publish, run_fit, write_mesh_glb
-
-__all__ = [
-    "AnchorMesh", "DEVICES", "EXTRACT_BOUNDS", "EXTRACT_RESOLUTION", "FACE_BUDGET", "FAST_STAGE0_STEPS",
-    "FAST_STAGE1_STEPS", "FIT_RESULT_KEYS", "FLOATER_FRACTION", "LEARNED_MODELS", "LOW_CAMERA_IOU",
-    "LOW_VRAM_QUERY_CHUNK", "LOW_VRAM_STAGE2_QUERY_CHUNK", "METHODS", "RELEASE_MAX_FRAMES", "RELEASE_MIN_FRAMES", "MODEL_SET_DEFAULTS_KEY",
-    "MODEL_SET_DEFAULT_NAMES", "OUTPUT_NAMES", "QUERY_CHUNK", "REPORT_KIND", "SLIDE", "SMALL_LAYER_VALUES",
-    "STAGE0_GUIDANCE", "STAGE0_STEPS", "STAGE1_GUIDANCE", "STAGE1_STEPS", "STAGE2_QUERY_CHUNK",
-    "STAGE2_TOKEN_BUDGET", "SURFACE_POINTS", "SplitGuidanceBatch", "StageMeter", "StagedOutput", "WINDOW", "amp",
-    "anchor_from_mesh", "anchor_in_model_space", "autocast_dtype", "border_frames", "check_int",
-    "clip_length_warnings",
-    "check_output_folder", "clean_anchor", "encode_mesh", "extract_latent", "fit_frames", "frames_with_alpha",
-    "generate_anchor", "job_report", "job_result", "load_given_mesh", "loop_threads", "missing_learned_models",
-    "model_revisions", "model_set_defaults", "parse_known", "pick_device", "publish", "read_clip",
-    "refine_by_fitting", "release_memory", "run_fit", "run_generate", "sdf_function", "stage0",
-    "stage1_latents", "stage2_offsets", "stage2_positions", "staged_output", "user_masks", "weld",
-    "write_mesh_glb", "write_stage1_meshes",
-]
+# run_generate's public face; the steps are imported from their own modules. stage2_positions and
+# StageMeter are looked up here when run_generate runs, so a test or the benchmark may stand in for them.
+__all__ = ["METHODS", "run_generate"]
 
 
 def _choose_method(method: str, models_dir, mesh, known, loop, warnings: List[str]) -> tuple:
-    """(method, refine): "auto" becomes the learned path refined by fitting when its models are
-    all stored, else --method fit with a warning (given a mesh to fit), else the learned path (whose
-    error names the models to fetch)."""
+    """(method, refine): "learned-fit" becomes the learned path refined by fitting when its models
+    are all stored, else --method fit with a warning (given a mesh to fit), else the learned path
+    (whose error names the models to fetch)."""
     if method not in METHODS:
         raise BadInput(f"method must be one of {', '.join(METHODS)}, got {method!r}")
-    if method != "auto":
+    if method != "learned-fit":
         return method, False
     missing = missing_learned_models(models_dir)
     if not missing:
@@ -92,11 +69,11 @@ def _choose_method(method: str, models_dir, mesh, known, loop, warnings: List[st
 
 
 def _refinement_camera(camera: Optional[str], mesh: Optional[str], refine: bool, warnings: List[str]):
-    """The camera.json the learned result's refinement uses (auto), or None with a warning saying why."""
+    """The camera.json the learned result's refinement uses (learned-fit), or None with a warning saying why."""
     if camera is None:
         return None
     if not refine:
-        warnings.append("--camera is used by --method fit and auto only; the learned pipeline ignored it")
+        warnings.append("--camera is used by --method fit and learned-fit only; the learned pipeline ignored it")
         return None
     if mesh is None:
         # A generated anchor lives in the model's box, not in the coordinates a camera.json names.
@@ -173,7 +150,7 @@ def run_generate(ctx: JobContext, *, input, out: str, mesh: Optional[str] = None
     """Video (a file, a folder of frames, or an array [T, H, W, 3|4]) -> animated mesh in `out`.
 
     `method`: "learned" (ActionMesh's models), "fit" (fit `mesh` to the frames' silhouettes and
-    optical flow, no weights; `camera` a camera.json, else the camera is estimated), "auto"
+    optical flow, no weights; `camera` a camera.json, else the camera is estimated), "learned-fit"
     (the learned result refined by fitting when its models are all stored, else fit with a warning
     naming what is missing).
 
@@ -183,7 +160,7 @@ def run_generate(ctx: JobContext, *, input, out: str, mesh: Optional[str] = None
     resolution (extraction grid) and face_budget override the release's settings (as its
     pipeline's overrides do); resolution None is the model set's own default (MODEL_SET_DEFAULTS_KEY)
     where it has one, else the release's 512; report.json's settings_sources says where each came
-    from. `refuse_mismatch` (fit, auto): fail instead of warning when frame 0's silhouette
+    from. `refuse_mismatch` (fit, learned-fit): fail instead of warning when frame 0's silhouette
     agreement after the camera step is under LOW_CAMERA_IOU (motion transfer: a result from the
     wrong object is not written). Returns the output paths and a summary; report.json has the rest.
     """
@@ -291,7 +268,7 @@ def run_generate(ctx: JobContext, *, input, out: str, mesh: Optional[str] = None
         paths = staged.write_animation(anchor.vertices, anchor.faces, offsets, clip.fps,
                                        name=Path(mesh).stem if mesh else "ActionMesh", surface=surface,
                                        camera=None if fit is None else fit["camera_used"])
-        result = job_result(paths, method="auto" if refine else None, frames=count, vertices=anchor.vertices,
+        result = job_result(paths, method="learned-fit" if refine else None, frames=count, vertices=anchor.vertices,
                             faces=anchor.faces, fps=clip.fps, device=dev, fit=fit, started=started, warnings=warnings)
         settings = {"mesh": mesh, "known": {str(k): v for k, v in keyframes.items()}, "loop": loop,
                     "masks": masks, "start": start, "frames": frames, "stride": stride, "fast": fast,

@@ -21,9 +21,10 @@ from ...jobs import JobContext
 from .outputs import REPORT_KIND
 
 # learned: ActionMesh's models (Stage 0, I, II); fit: video-guided fitting of the given mesh
-# (backend.fitting: no weights, no GPU); auto: learned then fitted from its result when the
-# models are all stored, else fit.
-METHODS = ("learned", "fit", "auto")
+# (backend.fitting: no weights, no GPU); learned-fit: learned, then fitted from its result, when
+# the models are all stored, else fit (with a warning). `register` has its own pair (optimize,
+# learned-optimize): fitting follows silhouettes and flow, optimisation follows surfaces.
+METHODS = ("learned", "fit", "learned-fit")
 LEARNED_MODELS = ("actionmesh", "dinov2", "triposg")
 
 

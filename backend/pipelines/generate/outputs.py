@@ -2,7 +2,7 @@
 
 Output (written to a hidden sibling folder, renamed into place at the very end, so a failure or a
 cancel leaves no partial result): animation.npz and animated.glb (as `register` writes them),
-anchor.glb, report.json; a fit (--method fit, or auto's refinement) adds camera.json (the camera
+anchor.glb, report.json; a fit (--method fit, or learned-fit's refinement) adds camera.json (the camera
 used); --stage1-meshes adds stage1/ (each frame's Stage I latent decoded and extracted, and
 latents.npy). Every method writes them through the same StagedOutput, and its report.json has the
 same layout: "kind", "command", "input" (the clip), "settings", the job's result (output paths,
@@ -26,8 +26,8 @@ from ...jobs import JobContext
 
 OUTPUT_NAMES = ("animation.npz", "animated.glb", "anchor.glb", "report.json", "stage1")
 REPORT_KIND = "actionmesh-generate"
-# A fit's summary in the job's result (the full "fit" object is in report.json only).
-FIT_RESULT_KEYS = ("camera_estimated", "camera_iou", "iou_before", "iou_after", "held_frames")
+# What of a fit's report stays in report.json only (the job's result has the rest as its "fit").
+FIT_REPORT_ONLY = ("camera_used", "settings", "seconds")
 
 
 def write_mesh_glb(path: Path, vertices: np.ndarray, faces: np.ndarray) -> None:
@@ -104,14 +104,13 @@ def job_result(paths: dict, *, frames: int, vertices: np.ndarray, faces: np.ndar
                started: float, warnings: List[str], method: Optional[str] = None,
                fit: Optional[dict] = None) -> dict:
     """The job's result (what the CLI prints and the service returns): output paths, sizes, and
-    with a fit its summary (FIT_RESULT_KEYS)."""
+    with a fit its report (backend.pipelines.fit_report's shape), less FIT_REPORT_ONLY."""
     result = dict(paths)
     if method is not None:
         result["method"] = method
     result.update(frames=frames, vertices=int(len(vertices)), faces=int(len(faces)), fps=fps, device=device)
     if fit is not None:
-        result.update(camera_estimated=fit["camera_estimated"], camera_iou=round(fit["camera_iou"], 4),
-                      iou_before=fit["iou_before"], iou_after=fit["iou_after"], held_frames=fit["held_frames"])
+        result["fit"] = {k: v for k, v in fit.items() if k not in FIT_REPORT_ONLY}
     result["seconds"] = round(time.monotonic() - started, 3)
     result["warnings"] = warnings
     return result
@@ -127,7 +126,7 @@ def job_report(clip, result: dict, *, settings: dict, started: float, method: Op
                        "source_frames": clip.source_frames, "fps": clip.fps}
     report["settings"] = settings
     report.update(details)
-    report.update({k: v for k, v in result.items() if k != "warnings" and k not in FIT_RESULT_KEYS})
+    report.update({k: v for k, v in result.items() if k not in ("warnings", "fit")})
     if fit is not None:
         report["fit"] = fit
     report["warnings"] = result["warnings"]
