@@ -117,6 +117,36 @@ def panda_sequence(tmp_path_factory, shared_examples):
 
 
 STAGE2_SHIPPED = (REPO / "backend" / "weights" / "tiny" / "stage2" / "model.safetensors").is_file()
+# Vertex error against the truth / error of leaving the panda at rest, on the 16-frame panda
+# sequence below (seed 0), measured 2026-12-03 with the shipped tiny weights
+# (pytest tests/test_cli_register.py -k learned_methods -s; optimize: `python -m backend register
+# --method optimize` on the same frames). Mean over the frames:
+#   learned 0.969 (the raw model 1.08: the safeguard holds 11 of its 15 moving frames at rest),
+#   auto 0.563, optimize 0.604.
+# With the learned_weights fixture's untrained Stage II instead (seed 0, passed as --weights to the
+# same command): learned 1.000 (every frame held), auto 0.573.
+# Bounds: learned 0.99, between its 0.969 and doing nothing (1.0), so it fails if the learned
+# frames it keeps stop helping; auto and optimize about 1.25x theirs; untrained learned 1.05.
+PANDA_BOUNDS = {"learned": 0.99, "auto": 0.72, "optimize": 0.75, "learned-untrained": 1.05}
+# The worst single frame (1-15; frame 0 is the reference's pose for the model), measured as above:
+# learned 1.000 (its held frames are the rest pose; the raw model's frames reach 1.06-2.34),
+# auto 0.618 (untrained Stage II: 0.618), optimize 0.690, untrained learned 1.000. Bounds:
+# learned 1.05, below what the raw model does on the frames it gets wrong; auto and optimize
+# 1.25-1.3x theirs.
+PANDA_WORST_FRAME = {"learned": 1.05, "auto": 0.80, "optimize": 0.86, "learned-untrained": 1.05}
+
+
+def _check_panda_truth(method, panda_sequence, offsets):
+    """The result's vertex error against the true positions, over the error of leaving the panda
+    at rest, under PANDA_BOUNDS (mean over the frames) and PANDA_WORST_FRAME (every moving frame)."""
+    truth = panda_sequence["truth"] - panda_sequence["vertices"][None]
+    err = np.linalg.norm(offsets - truth, axis=-1).mean(axis=1)
+    still = np.linalg.norm(truth, axis=-1).mean(axis=1)
+    ratio, per_frame = err.mean() / still.mean(), err[1:] / still[1:]
+    print(f"{method}: {err.mean():.5f} vs still {still.mean():.5f} = {ratio:.3f}x; worst frame "
+          f"{per_frame.max():.3f}x")
+    assert ratio < PANDA_BOUNDS[method], (method, err.mean(), still.mean())
+    assert per_frame.max() < PANDA_WORST_FRAME[method], (method, per_frame.round(3))
 
 
 @pytest.mark.parametrize("method", ["learned", "auto"])
@@ -135,9 +165,6 @@ def test_learned_methods_on_the_panda_from_the_cli(panda_sequence, tmp_path, met
     assert result["frames"] == 16
     if STAGE2_SHIPPED:
         assert result["method"] == method and result["num_latents"] == 32
-        if method == "auto":
-            # auto keeps per frame the closer of the learned guess and its refinement.
-            assert all(e <= el + 1e-9 for e, el in zip(result["surface_error"], result["surface_error_learned"]))
     else:
         # The default must work on any install: auto falls back to optimize, and says so.
         assert result["method"] == "optimize"
@@ -145,18 +172,10 @@ def test_learned_methods_on_the_panda_from_the_cli(panda_sequence, tmp_path, met
     data = np.load(out / "animation.npz")
     offsets = data["offsets"]
     assert offsets.shape == (16,) + panda_sequence["vertices"].shape and np.isfinite(offsets).all()
-    # It tracks the motion: closer to the true positions than leaving the panda at rest. (The
-    # twist in this motion slides the surface along itself, which surface fitting cannot see:
-    # optimize measured 0.60x the rest error.)
-    truth = panda_sequence["truth"] - panda_sequence["vertices"][None]
-    err = np.linalg.norm(offsets - truth, axis=-1).mean()
-    still = np.linalg.norm(truth, axis=-1).mean()
-    if result["method"] == "learned":
-        # The tiny learned model alone does not track this real mesh (measured 1.08x the rest
-        # error; README benchmark): only check it stays a coarse guess, not garbage.
-        assert err < 1.5 * still, (err, still)
-    else:
-        assert err < 0.75 * still, (err, still)
+    # It tracks the motion: closer to the true positions than leaving the panda at rest, by the
+    # measured margins (PANDA_BOUNDS; the twist in this motion slides the surface along itself,
+    # which surface fitting cannot see), on the whole and on every frame.
+    _check_panda_truth(result["method"], panda_sequence, offsets)
 
 
 @pytest.mark.parametrize("method", ["learned", "auto"])
@@ -172,14 +191,12 @@ def test_learned_methods_with_a_weights_folder(panda_sequence, tmp_path, method,
     from backend.pipelines.register import fit_warnings
 
     assert len(result["frame_fit"]) == 16 and result["warnings"] == fit_warnings(result["frame_fit"])
-    assert all(e["fit_after"] <= e["fit_before"] for e in result["frame_fit"])
     offsets = np.load(out / "animation.npz")["offsets"]
     assert offsets.shape == (16,) + panda_sequence["vertices"].shape and np.isfinite(offsets).all()
-    if method == "auto":  # whatever the learned guesses are worth, auto fits as well as optimize
-        assert all(e <= el + 1e-9 for e, el in zip(result["surface_error"], result["surface_error_learned"]))
-        truth = panda_sequence["truth"] - panda_sequence["vertices"][None]
-        err = np.linalg.norm(offsets - truth, axis=-1).mean()
-        assert err < 0.75 * np.linalg.norm(truth, axis=-1).mean()
+    # Against the truth: the shipped weights' bounds (the fixture's weights are the shipped ones
+    # where they exist); an untrained Stage II's learned frames are all held at rest.
+    _check_panda_truth(method if STAGE2_SHIPPED or method == "auto" else "learned-untrained", panda_sequence,
+                       offsets)
 
 
 def test_missing_weights_folder_is_refused(panda_sequence, tmp_path):

@@ -76,19 +76,29 @@ def _defect(kind, v, f, t):
     raise ValueError(kind)
 
 
+# The worst frame's vertex error over that frame's error of leaving the mesh still, measured
+# 2026-12-03 (creature seed 3, 5 frames; pytest tests/test_frame_defects.py -k follows_frames -s):
+# inward 0.298, mixed 0.298, soup 0.302, interior 0.504, holes 0.302, scale 0.371, noise 0.317,
+# each on frame 0, the largest jump from the rest pose (frames 1-4: 0.19-0.32). Bounds: ~1.3x those.
+WORST_FRAME = {"interior": 0.65, "scale": 0.48}
+WORST_FRAME_DEFAULT = 0.40
+
+
 @pytest.mark.parametrize("kind", ["inward", "mixed", "soup", "interior", "holes", "scale", "noise"])
 def test_registration_follows_frames_with_defects(creature, kind):
     s = creature
     ref, gt = s["ref_vertices"], s["gt_vertices"]
     frames = [_defect(kind, np.asarray(v, float), np.asarray(f), t) for t, (v, f) in enumerate(s["frames"])]
-    report = []
-    offsets = register_optimize(ref, s["ref_faces"], frames, fit_report=report)
+    offsets = register_optimize(ref, s["ref_faces"], frames)
     diag = float(np.linalg.norm(np.ptp(ref, axis=0)))
-    err = np.linalg.norm(ref + offsets - gt, axis=-1).mean() / diag
-    still = np.linalg.norm(ref - gt, axis=-1).mean() / diag
-    print(f"{kind}: {err:.4f} vs still {still:.4f}")
+    per_frame = np.linalg.norm(ref + offsets - gt, axis=-1).mean(axis=1) / diag
+    still_per_frame = np.linalg.norm(ref - gt, axis=-1).mean(axis=1) / diag
+    err, still = per_frame.mean(), still_per_frame.mean()
+    worst = float((per_frame / still_per_frame).max())
+    print(f"{kind}: {err:.4f} vs still {still:.4f}; worst frame {worst:.3f}x its still error")
     assert err < 0.45 * still, (kind, err, still)
-    assert all(e["fit_after"] <= e["fit_before"] for e in report)
+    # Every frame follows its own motion: none is left near the still pose or sent astray.
+    assert worst < WORST_FRAME.get(kind, WORST_FRAME_DEFAULT), (kind, (per_frame / still_per_frame).round(3))
 
 
 def test_a_result_that_fits_worse_than_its_start_is_held_back(creature, monkeypatch):
@@ -113,6 +123,14 @@ def test_a_result_that_fits_worse_than_its_start_is_held_back(creature, monkeypa
     assert [e["accepted"] for e in report] == [True, True, False, True, True]
     np.testing.assert_array_equal(offsets[2], offsets[1])  # kept at its start: frame 1's result
     assert report[2]["fit_after"] == report[2]["fit_before"]
+    # Against the truth (vertex error / that frame's error of standing still), measured 2026-12-03
+    # (pytest tests/test_frame_defects.py -k held_back -s): frame 2, held at frame 1's result,
+    # 0.453 (the thrown result would be 8.1); the frames after it recover (0.266, 0.208) and the
+    # others are as without the fault (0.298, 0.233). Bounds: 0.6 and 0.4, ~1.3x those.
+    gt = s["gt_vertices"]
+    ratios = np.linalg.norm(ref + offsets - gt, axis=-1).mean(axis=1) / np.linalg.norm(ref - gt, axis=-1).mean(axis=1)
+    print(f"held frame 2: per frame {np.round(ratios, 3).tolist()}x the still error")
+    assert ratios[2] < 0.6 and np.delete(ratios, 2).max() < 0.4, ratios
 
     monkeypatch.setattr(opt, "_register_frame", real_frame)
     c, si = np.cos(1.0), np.sin(1.0)
@@ -122,6 +140,5 @@ def test_a_result_that_fits_worse_than_its_start_is_held_back(creature, monkeypa
     report = []
     offsets = register_optimize(ref, faces, s["frames"], fit_report=report)
     assert not any(e["rigid_accepted"] for e in report), report
-    gt = s["gt_vertices"]
     err = np.linalg.norm(ref + offsets - gt, axis=-1).mean()
     assert err < 0.45 * np.linalg.norm(ref - gt, axis=-1).mean()

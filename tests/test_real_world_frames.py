@@ -24,6 +24,12 @@ N_FRAMES = 8
 # 0.69 / 0.67 / 0.62 / 0.50, auto 0.67 (panda-mc-inward) / 0.61 (sydney). Bounds: those + 0.08.
 BOUNDS = {"panda-mc-inward": 0.75, "panda-mc-mixed": 0.75, "panda-scan": 0.77, "panda-holes": 0.75,
           "sydney": 0.70, "faerie": 0.58}
+# The worst moving frame's vertex error / that frame's error of leaving the mesh still (frame 0
+# is the reference's own pose), measured 2026-12-03 as above (pytest tests/test_real_world_frames.py
+# -s): optimize 0.676 / 0.676 / 0.686 / 0.678 / 0.780 / 0.648, auto 0.676 (panda-mc-inward) /
+# 0.779 (sydney); every other frame is lower. Bounds: those + 0.10, still below 1 (doing nothing).
+WORST_FRAME = {"panda-mc-inward": 0.78, "panda-mc-mixed": 0.78, "panda-scan": 0.79, "panda-holes": 0.78,
+               "sydney": 0.88, "faerie": 0.75}
 
 
 def _md2_or_skip():
@@ -74,6 +80,14 @@ def errors(root, data):
     return moved, still
 
 
+def _check_every_frame(kind, method, moved, still):
+    """No frame is left near the still pose or sent astray: each moving frame's vertex error under
+    WORST_FRAME[kind] of its own error of leaving the mesh still."""
+    ratios = moved[1:] / still[1:]
+    print(f"{kind}: {method} worst frame {ratios.max():.3f}x its still error")
+    assert ratios.max() < WORST_FRAME[kind], (kind, method, ratios.round(3))
+
+
 @pytest.mark.parametrize("kind", list(BOUNDS))
 def test_optimize_beats_standing_still_on_real_world_frames(kind, tmp_path, shared_examples):
     root = build(kind, tmp_path / kind, shared_examples)
@@ -86,7 +100,7 @@ def test_optimize_beats_standing_still_on_real_world_frames(kind, tmp_path, shar
     assert moved[0] <= still[0] + 0.01, (moved[0], still[0])
     fits = result["frame_fit"]
     assert [e["frame"] for e in fits] == list(range(N_FRAMES))
-    assert all(e["fit_after"] <= e["fit_before"] for e in fits)
+    _check_every_frame(kind, "optimize", moved, still)
 
 
 @pytest.mark.parametrize("kind", ["panda-mc-inward", "sydney"])
@@ -98,4 +112,4 @@ def test_default_method_on_real_world_frames(kind, tmp_path, shared_examples):
     moved, still = errors(root, data)
     print(f"{kind}: auto {moved.mean():.4f} vs still {still.mean():.4f} = {moved.mean() / still.mean():.2f}x")
     assert moved.mean() / still.mean() < BOUNDS[kind], (kind, moved.mean(), still.mean())
-    assert all(e["fit_after"] <= e["fit_before"] for e in result["frame_fit"])
+    _check_every_frame(kind, "auto", moved, still)

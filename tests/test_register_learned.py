@@ -76,6 +76,11 @@ def _in_memory(n_frames):
     return ref_v, ref.faces, frames, truth
 
 
+def _truth_error(seq, offsets):
+    """Per frame: the mean distance of the result's vertices from their true positions."""
+    return np.linalg.norm(seq["ref_vertices"][None] + offsets - seq["gt_vertices"], axis=-1).mean(axis=1)
+
+
 def _run(seq, tmp_path, method, weights, **kw):
     out = tmp_path / method
     result = run_register(JobContext(), reference=str(seq["reference"]), sequence=str(seq["sequence"]),
@@ -96,9 +101,15 @@ def test_learned_writes_a_valid_animation(seq, tmp_path, weights):
     fits = result["frame_fit"]
     assert [e["frame"] for e in fits] == list(range(5))
     for t, e in enumerate(fits):
-        assert e["fit_after"] <= e["fit_before"]
         if not e["accepted"]:
             assert np.abs(offsets[t]).max() == 0.0
+    # Against the truth: no frame ends much further from its true positions than the reference
+    # left in place. Measured 2026-12-03 (pytest tests/test_register_learned.py -k valid_animation
+    # -s): 1.000x on frames 1-4, all held; these weights' raw prediction (hold_back=False) is
+    # 5.42 / 3.18 / 1.92 / 1.49x. Bound: 1.25x.
+    ratios = _truth_error(seq, offsets)[1:] / _truth_error(seq, np.zeros_like(offsets))[1:]
+    print(f"learned per frame {np.round(ratios, 3).tolist()}x the still error")
+    assert ratios.max() < 1.25, ratios
     held = [e["frame"] for e in fits if not e["accepted"]]
     assert held or np.abs(offsets[1:]).max() > 0
     if held:
@@ -108,18 +119,25 @@ def test_learned_writes_a_valid_animation(seq, tmp_path, weights):
     assert (tmp_path / "learned" / "animated.glb").is_file()
 
 
-def test_auto_is_never_worse_than_learned_per_frame(seq, tmp_path, weights):
+def test_auto_beats_learned_against_the_truth_per_frame(seq, tmp_path, weights):
     result, data = _run(seq, tmp_path, "auto", weights)
     _, learned = _run(seq, tmp_path, "learned", weights)
     ref = _reference(seq)
     for t, frame in enumerate(_frames(seq)):
+        # The reported surface error is the written result's (auto keeps per frame whichever of
+        # the learned guess and its refinement has the smaller one).
         e_auto = surface_error(ref.vertices + data["offsets"][t], ref.faces, frame.vertices, frame.faces, seed=t)
-        e_learned = surface_error(ref.vertices + learned["offsets"][t], ref.faces, frame.vertices, frame.faces,
-                                  seed=t)
-        assert e_auto <= e_learned + 1e-9, (t, e_auto, e_learned)
         assert e_auto == pytest.approx(result["surface_error"][t], abs=1e-5)
-    # With random weights the learned guess is poor: the refinement must win somewhere.
+    # With random weights the learned guess is poor: the refinement must win somewhere...
     assert result["refined_frames"] >= 1
+    # ... and bring every moving frame well closer to its true positions than learned does.
+    # Measured 2026-12-03 (pytest tests/test_register_learned.py -k auto_beats -s): auto's vertex
+    # error / learned's on frames 1-4 = 0.611 / 0.544 / 0.554 / 0.529 (learned holds them all at
+    # rest). Bound: 0.8, 1.3x the worst.
+    auto_error, learned_error = _truth_error(seq, data["offsets"]), _truth_error(seq, learned["offsets"])
+    ratios = auto_error[1:] / learned_error[1:]
+    print(f"auto / learned vertex error per frame {np.round(ratios, 3).tolist()}")
+    assert ratios.max() < 0.8, (auto_error, learned_error)
 
 
 def test_auto_given_useless_guesses_is_optimize(models):

@@ -32,11 +32,20 @@ def test_official_stage2_from_a_models_folder(seq, tiny_models, tmp_path, method
     assert result["surface_points"] == 16384  # as the release encodes a mesh for Stage II
     offsets = np.load(tmp_path / "out" / "animation.npz")["offsets"]
     assert offsets.shape == (4, 642, 3) and np.isfinite(offsets).all()
-    assert all(e["fit_after"] <= e["fit_before"] for e in result["frame_fit"])
+    # Vertex error against the truth / error of leaving the reference still, per moving frame (1-3).
+    # Measured 2026-12-03 (pytest tests/test_register_official.py -k models_folder -s): auto 0.584 /
+    # 0.560 / 0.549 (0.559 over all frames); learned 1.000 on each (the safeguard holds every frame
+    # of these random weights at rest; their raw prediction is 10.1 / 5.1 / 3.5x). Bounds: auto
+    # 0.75 per frame (1.28x) and 0.7 overall (1.25x); learned 1.25 per frame.
+    truth = seq["gt_vertices"] - seq["ref_vertices"]
+    err = np.linalg.norm(offsets - truth, axis=-1).mean(axis=1)
+    still = np.linalg.norm(truth, axis=-1).mean(axis=1)
+    ratios = err[1:] / still[1:]
+    print(f"{method}: {err.mean() / still.mean():.3f}x; per frame {np.round(ratios, 3).tolist()}")
     if method == "auto":  # random weights, but the refinement still follows the bend
-        truth = seq["gt_vertices"] - seq["ref_vertices"]
-        err = np.linalg.norm(offsets - truth, axis=-1).mean()
-        assert err < 0.7 * np.linalg.norm(truth, axis=-1).mean()
+        assert err.mean() < 0.7 * still.mean() and ratios.max() < 0.75, ratios
+    else:  # no frame the learned step keeps is much further from the truth than standing still
+        assert ratios.max() < 1.25, ratios
 
 
 def test_official_stage2_from_an_offline_hub_cache(seq, tiny_models, tmp_path):
