@@ -122,18 +122,18 @@ STAGE2_SHIPPED = (REPO / "backend" / "weights" / "tiny" / "stage2" / "model.safe
 # (pytest tests/test_cli_register.py -k learned_methods -s; optimize: `python -m backend register
 # --method optimize` on the same frames). Mean over the frames:
 #   learned 0.969 (the raw model 1.08: the safeguard holds 11 of its 15 moving frames at rest),
-#   auto 0.563, optimize 0.604.
+#   learned-optimize 0.563, optimize 0.604.
 # With the learned_weights fixture's untrained Stage II instead (seed 0, passed as --weights to the
-# same command): learned 1.000 (every frame held), auto 0.573.
+# same command): learned 1.000 (every frame held), learned-optimize 0.573.
 # Bounds: learned 0.99, between its 0.969 and doing nothing (1.0), so it fails if the learned
-# frames it keeps stop helping; auto and optimize about 1.25x theirs; untrained learned 1.05.
-PANDA_BOUNDS = {"learned": 0.99, "auto": 0.72, "optimize": 0.75, "learned-untrained": 1.05}
+# frames it keeps stop helping; learned-optimize and optimize about 1.25x theirs; untrained learned 1.05.
+PANDA_BOUNDS = {"learned": 0.99, "learned-optimize": 0.72, "optimize": 0.75, "learned-untrained": 1.05}
 # The worst single frame (1-15; frame 0 is the reference's pose for the model), measured as above:
 # learned 1.000 (its held frames are the rest pose; the raw model's frames reach 1.06-2.34),
-# auto 0.618 (untrained Stage II: 0.618), optimize 0.690, untrained learned 1.000. Bounds:
-# learned 1.05, below what the raw model does on the frames it gets wrong; auto and optimize
+# learned-optimize 0.618 (untrained Stage II: 0.618), optimize 0.690, untrained learned 1.000. Bounds:
+# learned 1.05, below what the raw model does on the frames it gets wrong; learned-optimize and optimize
 # 1.25-1.3x theirs.
-PANDA_WORST_FRAME = {"learned": 1.05, "auto": 0.80, "optimize": 0.86, "learned-untrained": 1.05}
+PANDA_WORST_FRAME = {"learned": 1.05, "learned-optimize": 0.80, "optimize": 0.86, "learned-untrained": 1.05}
 
 
 def _check_panda_truth(method, panda_sequence, offsets):
@@ -149,7 +149,7 @@ def _check_panda_truth(method, panda_sequence, offsets):
     assert per_frame.max() < PANDA_WORST_FRAME[method], (method, per_frame.round(3))
 
 
-@pytest.mark.parametrize("method", ["learned", "auto"])
+@pytest.mark.parametrize("method", ["learned", "learned-optimize"])
 def test_learned_methods_on_the_panda_from_the_cli(panda_sequence, tmp_path, method):
     out = tmp_path / method
     args = ("--reference", panda_sequence["reference"], "--sequence", panda_sequence["sequence"],
@@ -166,7 +166,7 @@ def test_learned_methods_on_the_panda_from_the_cli(panda_sequence, tmp_path, met
     if STAGE2_SHIPPED:
         assert result["method"] == method and result["num_latents"] == 32
     else:
-        # The default must work on any install: auto falls back to optimize, and says so.
+        # The default must work on any install: learned-optimize falls back to optimize, and says so.
         assert result["method"] == "optimize"
         assert any("ran 'optimize' alone" in w for w in result["warnings"]), result["warnings"]
     data = np.load(out / "animation.npz")
@@ -178,7 +178,7 @@ def test_learned_methods_on_the_panda_from_the_cli(panda_sequence, tmp_path, met
     _check_panda_truth(result["method"], panda_sequence, offsets)
 
 
-@pytest.mark.parametrize("method", ["learned", "auto"])
+@pytest.mark.parametrize("method", ["learned", "learned-optimize"])
 def test_learned_methods_with_a_weights_folder(panda_sequence, tmp_path, method, learned_weights):
     out = tmp_path / method
     proc = run_cli("--reference", panda_sequence["reference"], "--sequence", panda_sequence["sequence"],
@@ -190,12 +190,15 @@ def test_learned_methods_with_a_weights_folder(panda_sequence, tmp_path, method,
     # alone fits some panda frames worse than standing still: README benchmark).
     from backend.pipelines.register import fit_warnings
 
-    assert len(result["frame_fit"]) == 16 and result["warnings"] == fit_warnings(result["frame_fit"])
+    fit = result["fit"]
+    assert fit["measure"] == "surface_distance" and len(fit["per_frame"]) == 16
+    assert result["warnings"] == fit_warnings(fit)
+    assert fit["held_frames"] == [e["frame"] for e in fit["per_frame"] if e["held"]]
     offsets = np.load(out / "animation.npz")["offsets"]
     assert offsets.shape == (16,) + panda_sequence["vertices"].shape and np.isfinite(offsets).all()
     # Against the truth: the shipped weights' bounds (the fixture's weights are the shipped ones
     # where they exist); an untrained Stage II's learned frames are all held at rest.
-    _check_panda_truth(method if STAGE2_SHIPPED or method == "auto" else "learned-untrained", panda_sequence,
+    _check_panda_truth(method if STAGE2_SHIPPED or method == "learned-optimize" else "learned-untrained", panda_sequence,
                        offsets)
 
 

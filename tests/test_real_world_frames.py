@@ -21,12 +21,12 @@ from blender_harness import REPO, missing_data
 N_FRAMES = 8
 # Vertex error / error of leaving the mesh still, measured 2026-11-30 (8 frames, seed 0; a
 # running cycle in 8 frames moves more per frame than the benchmark's 16): optimize 0.67 / 0.67 /
-# 0.69 / 0.67 / 0.62 / 0.50, auto 0.67 (panda-mc-inward) / 0.61 (sydney). Bounds: those + 0.08.
+# 0.69 / 0.67 / 0.62 / 0.50, learned-optimize 0.67 (panda-mc-inward) / 0.61 (sydney). Bounds: those + 0.08.
 BOUNDS = {"panda-mc-inward": 0.75, "panda-mc-mixed": 0.75, "panda-scan": 0.77, "panda-holes": 0.75,
           "sydney": 0.70, "faerie": 0.58}
 # The worst moving frame's vertex error / that frame's error of leaving the mesh still (frame 0
 # is the reference's own pose), measured 2026-12-03 as above (pytest tests/test_real_world_frames.py
-# -s): optimize 0.676 / 0.676 / 0.686 / 0.678 / 0.780 / 0.648, auto 0.676 (panda-mc-inward) /
+# -s): optimize 0.676 / 0.676 / 0.686 / 0.678 / 0.780 / 0.648, learned-optimize 0.676 (panda-mc-inward) /
 # 0.779 (sydney); every other frame is lower. Bounds: those + 0.10, still below 1 (doing nothing).
 WORST_FRAME = {"panda-mc-inward": 0.78, "panda-mc-mixed": 0.78, "panda-scan": 0.79, "panda-holes": 0.78,
                "sydney": 0.88, "faerie": 0.75}
@@ -98,18 +98,18 @@ def test_optimize_beats_standing_still_on_real_world_frames(kind, tmp_path, shar
     assert ratio < BOUNDS[kind], (kind, moved.mean(), still.mean())
     # Frame 0's surface is the reference's (re-meshed): the result must not wander off it.
     assert moved[0] <= still[0] + 0.01, (moved[0], still[0])
-    fits = result["frame_fit"]
+    fits = result["fit"]["per_frame"]
     assert [e["frame"] for e in fits] == list(range(N_FRAMES))
     _check_every_frame(kind, "optimize", moved, still)
 
 
 @pytest.mark.parametrize("kind", ["panda-mc-inward", "sydney"])
 def test_default_method_on_real_world_frames(kind, tmp_path, shared_examples):
-    """The default (auto, with the shipped weights) on the issue's failing case and a character."""
+    """The default (learned-optimize, with the shipped weights) on the issue's failing case and a character."""
     root = build(kind, tmp_path / kind, shared_examples)
     result, data = run_register(root, tmp_path / "out")
-    assert result["method"] == "auto"
+    assert result["method"] == "learned-optimize"
     moved, still = errors(root, data)
-    print(f"{kind}: auto {moved.mean():.4f} vs still {still.mean():.4f} = {moved.mean() / still.mean():.2f}x")
+    print(f"{kind}: learned-optimize {moved.mean():.4f} vs still {still.mean():.4f} = {moved.mean() / still.mean():.2f}x")
     assert moved.mean() / still.mean() < BOUNDS[kind], (kind, moved.mean(), still.mean())
-    _check_every_frame(kind, "auto", moved, still)
+    _check_every_frame(kind, "learned-optimize", moved, still)

@@ -1,8 +1,8 @@
-"""The "learned" and "auto" registration methods, with small randomly initialised models.
+"""The "learned" and "learned-optimize" registration methods, with small randomly initialised models.
 
 Random weights track nothing; these tests check the plumbing: one normalisation for the sequence,
 one latent set per frame, sliding windows over any length, de-normalised offsets, the refinement
-and per-frame choice of "auto", cancel, progress, and the refusal when no weights are shipped.
+and per-frame choice of "learned-optimize", cancel, progress, and the refusal when no weights are shipped.
 """
 
 import json
@@ -98,10 +98,10 @@ def test_learned_writes_a_valid_animation(seq, tmp_path, weights):
     # The safeguard: a frame (of these untrained weights) is kept only if it fits its surface at
     # least as well as the reference left in place; held-back frames are exactly the reference
     # and a warning names them.
-    fits = result["frame_fit"]
+    fits = result["fit"]["per_frame"]
     assert [e["frame"] for e in fits] == list(range(5))
     for t, e in enumerate(fits):
-        if not e["accepted"]:
+        if e["held"]:
             assert np.abs(offsets[t]).max() == 0.0
     # Against the truth: no frame ends much further from its true positions than the reference
     # left in place. Measured 2026-12-03 (pytest tests/test_register_learned.py -k valid_animation
@@ -110,7 +110,8 @@ def test_learned_writes_a_valid_animation(seq, tmp_path, weights):
     ratios = _truth_error(seq, offsets)[1:] / _truth_error(seq, np.zeros_like(offsets))[1:]
     print(f"learned per frame {np.round(ratios, 3).tolist()}x the still error")
     assert ratios.max() < 1.25, ratios
-    held = [e["frame"] for e in fits if not e["accepted"]]
+    held = [e["frame"] for e in fits if e["held"]]
+    assert held == result["fit"]["held_frames"]
     assert held or np.abs(offsets[1:]).max() > 0
     if held:
         assert any(w.startswith(f"frame{'s' if len(held) > 1 else ''} {held[0]}") for w in result["warnings"])
@@ -119,28 +120,28 @@ def test_learned_writes_a_valid_animation(seq, tmp_path, weights):
     assert (tmp_path / "learned" / "animated.glb").is_file()
 
 
-def test_auto_beats_learned_against_the_truth_per_frame(seq, tmp_path, weights):
-    result, data = _run(seq, tmp_path, "auto", weights)
+def test_learned_optimize_beats_learned_against_the_truth_per_frame(seq, tmp_path, weights):
+    result, data = _run(seq, tmp_path, "learned-optimize", weights)
     _, learned = _run(seq, tmp_path, "learned", weights)
     ref = _reference(seq)
     for t, frame in enumerate(_frames(seq)):
-        # The reported surface error is the written result's (auto keeps per frame whichever of
+        # The reported surface error is the written result's (learned-optimize keeps per frame whichever of
         # the learned guess and its refinement has the smaller one).
-        e_auto = surface_error(ref.vertices + data["offsets"][t], ref.faces, frame.vertices, frame.faces, seed=t)
-        assert e_auto == pytest.approx(result["surface_error"][t], abs=1e-5)
+        e_refined = surface_error(ref.vertices + data["offsets"][t], ref.faces, frame.vertices, frame.faces, seed=t)
+        assert e_refined == pytest.approx(result["surface_error"][t], abs=1e-5)
     # With random weights the learned guess is poor: the refinement must win somewhere...
     assert result["refined_frames"] >= 1
     # ... and bring every moving frame well closer to its true positions than learned does.
-    # Measured 2026-12-03 (pytest tests/test_register_learned.py -k auto_beats -s): auto's vertex
+    # Measured 2026-12-03 (pytest tests/test_register_learned.py -k optimize_beats -s): learned-optimize's vertex
     # error / learned's on frames 1-4 = 0.611 / 0.544 / 0.554 / 0.529 (learned holds them all at
     # rest). Bound: 0.8, 1.3x the worst.
     auto_error, learned_error = _truth_error(seq, data["offsets"]), _truth_error(seq, learned["offsets"])
     ratios = auto_error[1:] / learned_error[1:]
-    print(f"auto / learned vertex error per frame {np.round(ratios, 3).tolist()}")
+    print(f"learned-optimize / learned vertex error per frame {np.round(ratios, 3).tolist()}")
     assert ratios.max() < 0.8, (auto_error, learned_error)
 
 
-def test_auto_given_useless_guesses_is_optimize(models):
+def test_learned_optimize_given_useless_guesses_is_optimize(models):
     vae, model = models  # random weights: no learned guess fits better than the previous frame
     ref_v, ref_f, frames, _ = _in_memory(5)
     offsets, report = register_learned_optimize(ref_v, ref_f, frames, vae=vae, autoencoder=model, num_latents=NUM_LATENTS,
@@ -208,7 +209,7 @@ def test_cancel_is_honoured(models):
     vae, model = models
     ref_v, ref_f, frames, _ = _in_memory(4)
     kw = dict(vae=vae, autoencoder=model, num_latents=NUM_LATENTS, surface_points=SURFACE_POINTS)
-    for fn, after in ((register_learned, 2), (register_learned_optimize, 7)):  # auto: cancel while refining
+    for fn, after in ((register_learned, 2), (register_learned_optimize, 7)):  # learned-optimize: cancel while refining
         calls = []
         with pytest.raises(Cancelled):
             fn(ref_v, ref_f, frames, progress=lambda *a: calls.append(a), should_cancel=lambda: len(calls) >= after,
@@ -216,18 +217,18 @@ def test_cancel_is_honoured(models):
         assert len(calls) == after, (fn.__name__, calls)
 
 
-def test_missing_weights_refuse_learned_and_make_auto_fall_back(seq, tmp_path, weights):
+def test_missing_weights_refuse_learned_and_make_learned_optimize_fall_back(seq, tmp_path, weights):
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(Unsupported, match="not installed") as err:
         _run(seq, tmp_path, "learned", empty)
     assert "optimize" in err.value.message and "stage2" in err.value.message
-    # "auto" is the default everywhere, so it must work without the learned weights: it runs
+    # "learned-optimize" is the default everywhere, so it must work without the learned weights: it runs
     # the optimisation alone and says so.
-    result, _ = _run(seq, tmp_path, "auto", empty)
+    result, _ = _run(seq, tmp_path, "learned-optimize", empty)
     assert result["method"] == "optimize"
     assert any("ran 'optimize' alone" in w and "stage2" in w for w in result["warnings"]), result["warnings"]
-    assert (tmp_path / "auto" / "animation.npz").is_file()
+    assert (tmp_path / "learned-optimize" / "animation.npz").is_file()
     only_vae = tmp_path / "only_vae"
     only_vae.mkdir()
     (only_vae / "vae").symlink_to(weights / "vae", target_is_directory=True)

@@ -21,7 +21,7 @@ def register(seq, out, *args, env=None):
                        "--profile", "actionmesh", "--device", "cpu", "--json", *args, env=env)
 
 
-@pytest.mark.parametrize("method", ["auto", "learned"])
+@pytest.mark.parametrize("method", ["learned-optimize", "learned"])
 def test_official_stage2_from_a_models_folder(seq, tiny_models, tmp_path, method):
     models, _, _ = tiny_models
     proc = register(seq, tmp_path / "out", "--method", method, "--models-dir", models)
@@ -33,16 +33,16 @@ def test_official_stage2_from_a_models_folder(seq, tiny_models, tmp_path, method
     offsets = np.load(tmp_path / "out" / "animation.npz")["offsets"]
     assert offsets.shape == (4, 642, 3) and np.isfinite(offsets).all()
     # Vertex error against the truth / error of leaving the reference still, per moving frame (1-3).
-    # Measured 2026-12-03 (pytest tests/test_register_official.py -k models_folder -s): auto 0.584 /
+    # Measured 2026-12-03 (pytest tests/test_register_official.py -k models_folder -s): learned-optimize 0.584 /
     # 0.560 / 0.549 (0.559 over all frames); learned 1.000 on each (the safeguard holds every frame
-    # of these random weights at rest; their raw prediction is 10.1 / 5.1 / 3.5x). Bounds: auto
+    # of these random weights at rest; their raw prediction is 10.1 / 5.1 / 3.5x). Bounds: learned-optimize
     # 0.75 per frame (1.28x) and 0.7 overall (1.25x); learned 1.25 per frame.
     truth = seq["gt_vertices"] - seq["ref_vertices"]
     err = np.linalg.norm(offsets - truth, axis=-1).mean(axis=1)
     still = np.linalg.norm(truth, axis=-1).mean(axis=1)
     ratios = err[1:] / still[1:]
     print(f"{method}: {err.mean() / still.mean():.3f}x; per frame {np.round(ratios, 3).tolist()}")
-    if method == "auto":  # random weights, but the refinement still follows the bend
+    if method == "learned-optimize":  # random weights, but the refinement still follows the bend
         assert err.mean() < 0.7 * still.mean() and ratios.max() < 0.75, ratios
     else:  # no frame the learned step keeps is much further from the truth than standing still
         assert ratios.max() < 1.25, ratios
@@ -78,4 +78,4 @@ def test_missing_or_truncated_model_is_refused_and_nothing_written(seq, tiny_mod
 
 def test_optimize_is_not_an_official_profile_method(seq, tiny_models, tmp_path):
     proc = register(seq, tmp_path / "out", "--method", "optimize", "--models-dir", tiny_models[0])
-    assert proc.returncode == 2 and "use method 'learned' or 'auto'" in proc.stderr
+    assert proc.returncode == 2 and "use method 'learned' or 'learned-optimize'" in proc.stderr
