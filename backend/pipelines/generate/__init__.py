@@ -42,7 +42,7 @@ from .inputs import (LEARNED_MODELS, METHODS, MODEL_SET_DEFAULT_NAMES, MODEL_SET
                      check_int, check_output_folder, frames_with_alpha, load_given_mesh, missing_learned_models,
                      model_set_defaults, parse_known, read_clip, user_masks)
 from .outputs import (FIT_RESULT_KEYS, OUTPUT_NAMES, REPORT_KIND, StagedOutput, job_report, job_result,
-                      model_revisions, publish, staged_output, write_mesh_glb)
+                      model_revisions, publish, staged_output)
 from .runtime import (DEVICES, SMALL_LAYER_VALUES, SplitGuidanceBatch, StageMeter, amp, autocast_dtype,
                       load_flow_transformer, loop_threads, pick_device, release_memory)
 from .temporal import (FAST_STAGE1_STEPS, LOW_VRAM_STAGE2_QUERY_CHUNK, RELEASE_MAX_FRAMES, RELEASE_MIN_FRAMES, SLIDE,
@@ -53,7 +53,7 @@ from .temporal import (FAST_STAGE1_STEPS, LOW_VRAM_STAGE2_QUERY_CHUNK, RELEASE_M
 FULL_SIZE_WIDTH = 1024
 
 # The names the single-module version had (private ones included).
-_check_int, _publish, _run_fit, _write_mesh_glb = check_int, publish, run_fit, write_mesh_glb
+_check_int, _publish, _run_fit = check_int, publish, run_fit
 
 __all__ = [
     "AnchorMesh", "DEVICES", "EXTRACT_BOUNDS", "EXTRACT_RESOLUTION", "FACE_BUDGET", "FAST_STAGE0_STEPS",
@@ -69,7 +69,7 @@ __all__ = [
     "model_revisions", "model_set_defaults", "parse_known", "pick_device", "publish", "read_clip",
     "refine_by_fitting", "release_memory", "run_fit", "run_generate", "sdf_function", "stage0",
     "stage1_latents", "stage2_offsets", "stage2_positions", "staged_output", "user_masks", "weld",
-    "write_mesh_glb", "write_stage1_meshes",
+    "write_stage1_meshes",
 ]
 
 
@@ -188,7 +188,7 @@ def run_generate(ctx: JobContext, *, input, out: str, mesh: Optional[str] = None
     wrong object is not written). Returns the output paths and a summary; report.json has the rest.
     """
     from ...hub import require
-    from ...meshio import load_mesh
+    from ...io.mesh import load_mesh
     from ...models.dit import TemporalDenoiser
     from ...models.temporal_autoencoder import TemporalAutoencoder
     from ...preprocessing import prepare_frames
