@@ -32,7 +32,7 @@ def _vertex_error(rest: np.ndarray, offsets: np.ndarray, truth: np.ndarray) -> f
 
 
 def test_fit_with_the_camera_beats_the_still_mesh(case, tmp_path):
-    from backend.meshio import load_mesh
+    from backend.io.mesh import load_mesh
 
     out = tmp_path / "out"
     mesh = case_mesh(case)
@@ -100,7 +100,7 @@ def test_learned_fit_without_the_models_fits_with_an_estimated_camera(case, tmp_
     # the panda from the right side: the fit beats the still mesh as with the given camera.
     # Measured 0.030 vs 0.053 (0.56x); the grid's first pick alone saw the benchmark's panda-bend
     # from behind (1.45x the still mesh's error).
-    from backend.meshio import load_mesh
+    from backend.io.mesh import load_mesh
 
     rest = load_mesh(case_mesh(case)).vertices
     with np.load(out / "animation.npz") as npz:
@@ -114,7 +114,7 @@ def test_learned_fit_without_the_models_fits_with_an_estimated_camera(case, tmp_
 def test_learned_fit_refines_the_learned_result_by_fitting(case, tmp_path, tiny_models):
     """With the models stored (the tiny random set), learned-fit runs the learned pipeline, then the fit
     from its offsets with the given camera: the fitted result is what is written."""
-    from backend.meshio import load_mesh
+    from backend.io.mesh import load_mesh
 
     models, _, _ = tiny_models
     out = tmp_path / "out"
@@ -312,7 +312,7 @@ def test_the_fit_does_not_depend_on_which_axis_the_file_calls_up(case, tmp_path)
     """The same mesh as a Y-up and as a Z-up file, camera estimated: the same motion, turned
     (before, the camera search met equal views in another order and the fits parted)."""
     from backend.fitting.fit import FitSettings, fit_video
-    from backend.meshio import load_mesh
+    from backend.io.mesh import load_mesh
 
     rest = load_mesh(case_mesh(case))
     frames = np.stack([np.asarray(Image.open(p).convert("RGBA")) for p in sorted((case / "frames").glob("*.png"))])

@@ -45,7 +45,7 @@ def _project(camera: dict, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_panda_case_renders_with_a_consistent_camera(tmp_path, shared_examples):
-    from backend.meshio import load_mesh
+    from backend.io.mesh import load_mesh
 
     panda = shared_examples / "panda" / "panda.glb"
     proc = subprocess.run([sys.executable, str(SCRIPT), "--out", str(tmp_path), "--cases", "panda-bend",
@@ -91,7 +91,7 @@ def test_panda_case_renders_with_a_consistent_camera(tmp_path, shared_examples):
 
 
 def test_md2_texture_coordinates_and_mesh_file(tmp_path):
-    from backend.meshio import load_mesh
+    from backend.io.mesh import load_mesh
     from backend.synthetic.md2 import CHARACTERS, md2_folder, read_md2, read_md2_uv
 
     folder = md2_folder()
@@ -249,7 +249,7 @@ def test_a_z_up_case_renders_the_same_scene_with_truth_and_camera_in_its_own_axe
     projected through its camera.json, land on the rendered object."""
     from scipy.ndimage import maximum_filter
 
-    from backend.meshio import load_mesh
+    from backend.io.mesh import load_mesh
     from backend.synthetic.md2 import md2_folder
 
     if md2_folder() is None:

@@ -22,7 +22,7 @@ def case(tmp_path_factory):
 
 
 def _mesh(case, tmp_path, name, transform):
-    from backend.meshio import load_mesh
+    from backend.io.mesh import load_mesh
 
     mesh = load_mesh(case_mesh(case))
     vertices, faces = transform(mesh.vertices.copy(), mesh.faces.copy())

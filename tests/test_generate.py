@@ -164,8 +164,8 @@ def test_generate_mesh_long_clip_known_loop_offline(tiny_models, clip50, tmp_pat
     import trimesh
 
     from backend.hub import get_model
+    from backend.io.mesh import load_mesh
     from backend.jobs import JobContext
-    from backend.meshio import load_mesh
     from backend.models.vae import ShapeVAE
     from backend.geometry.weld import weld
     from backend.pipelines import generate

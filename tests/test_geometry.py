@@ -127,6 +127,41 @@ def test_decimate_reaches_budget_and_keeps_shape(sphere_mesh):
     assert np.abs(np.linalg.norm(v2, axis=1) - 0.7).max() < 0.01
 
 
+# ---------------------------------------------------------------- normals and areas
+
+
+def test_vertex_normals_and_areas_on_the_sphere(sphere_mesh):
+    from backend.geometry.normals import face_areas, face_normals_and_areas, vertex_normals
+
+    v, f = np.asarray(sphere_mesh[0], np.float64), sphere_mesh[1]
+    n = vertex_normals(v, f)
+    radial = v / np.linalg.norm(v, axis=1, keepdims=True)
+    assert np.allclose(np.linalg.norm(n, axis=1), 1.0) and (np.einsum("ij,ij->i", n, radial) > 0.99).all()
+    # In chunks (as for a huge mesh, cancel checks between them): the same normals.
+    calls = []
+    assert np.allclose(vertex_normals(v, f, check=lambda: calls.append(1), chunk=1000), n, atol=1e-12)
+    assert len(calls) == -(-len(f) // 1000)
+    unit, area = face_normals_and_areas(v, f)
+    assert np.array_equal(area, face_areas(v, f)) and abs(area.sum() - 4 * np.pi * 0.7 ** 2) < 0.02
+    assert np.allclose(np.linalg.norm(unit, axis=1), 1.0)
+    # A vertex in no face, or only in a degenerate one, has no normal.
+    n = vertex_normals(np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [2, 2, 2]], float), np.array([[0, 1, 2], [3, 3, 3]]))
+    assert np.allclose(n[:3], [0, 0, 1]) and not n[3].any()
+
+
+def test_smooth_normals_weld_uv_seams():
+    from backend.geometry.normals import smooth_normals
+
+    # a square split along its diagonal into two islands: vertices 1/4 and 2/5 share positions
+    v = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0]], float)
+    n = smooth_normals(v, np.array([[0, 1, 2], [3, 4, 5]]))
+    assert np.allclose(n, [0, 0, 1])
+    bent = v.copy()
+    bent[4, 2] = 1.0
+    n = smooth_normals(bent, np.array([[0, 1, 2], [3, 4, 5]]))
+    assert np.array_equal(n[1], n[3]) and np.array_equal(n[2], n[5])
+
+
 # ---------------------------------------------------------------- sampling
 
 

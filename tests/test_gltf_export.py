@@ -1,4 +1,4 @@
-"""animated.glb on a textured mesh (backend.gltf_export + backend.io.surface.load_surface_attributes).
+"""animated.glb on a textured mesh (backend.io.gltf + backend.io.surface.load_surface_attributes).
 
 In mesh mode the result lies on the given mesh's own vertices, so its UVs and material can travel
 with it: panda.glb (the release's textured example) written with a few frames of offsets must
@@ -51,9 +51,10 @@ def panda_glb(tmp_path_factory):
     """(source path, load_mesh's Mesh, SurfaceAttributes, offsets, written animated.glb)."""
     from blender_harness import SHARED
 
-    from backend.gltf_export import write_animated_glb
+    from backend.geometry.normals import smooth_normals
+    from backend.io.gltf import write_animated_glb
+    from backend.io.mesh import load_mesh
     from backend.io.surface import load_surface_attributes
-    from backend.meshio import load_mesh
 
     source = SHARED / "examples" / "panda" / "panda.glb"
     if not source.is_file():
@@ -66,7 +67,7 @@ def panda_glb(tmp_path_factory):
     offsets[0] = 0
     out = tmp_path_factory.mktemp("panda_glb") / "animated.glb"
     write_animated_glb(out, mesh.vertices, mesh.faces, offsets, 24.0, name="panda", uv=surface.uv,
-                       material=surface.material, normals=True)
+                       material=surface.material, normals=smooth_normals(mesh.vertices, mesh.faces))
     return source, mesh, surface, offsets, out
 
 
@@ -124,7 +125,7 @@ def test_panda_animated_glb_reads_back(panda_glb):
 
 def test_without_surface_writes_as_before(tmp_path):
     """register's call (no UVs, material or normals): positions, indices and targets only."""
-    from backend.gltf_export import write_animated_glb
+    from backend.io.gltf import write_animated_glb
 
     rng = np.random.default_rng(1)
     v, f = rng.normal(size=(20, 3)), rng.integers(0, 20, (30, 3))
@@ -137,7 +138,7 @@ def test_without_surface_writes_as_before(tmp_path):
 
 
 def test_uv_flip_and_texture_without_uv(tmp_path):
-    from backend.gltf_export import write_animated_glb
+    from backend.io.gltf import write_animated_glb
 
     v = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0]], float)
     f = np.array([[0, 1, 2]])
@@ -162,19 +163,6 @@ def test_uv_flip_and_texture_without_uv(tmp_path):
     assert "baseColorTexture" not in gltf["materials"][0]["pbrMetallicRoughness"] and "images" not in gltf
 
 
-def test_smooth_normals_weld_uv_seams():
-    from backend.gltf_export import smooth_normals
-
-    # a square split along its diagonal into two islands: vertices 1/4 and 2/5 share positions
-    v = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0]], float)
-    n = smooth_normals(v, np.array([[0, 1, 2], [3, 4, 5]]))
-    assert np.allclose(n, [0, 0, 1])
-    bent = v.copy()
-    bent[4, 2] = 1.0
-    n = smooth_normals(bent, np.array([[0, 1, 2], [3, 4, 5]]))
-    assert np.array_equal(n[1], n[3]) and np.array_equal(n[2], n[5])
-
-
 def _textured_box(color, shift, seed):
     import trimesh
     from PIL import Image
@@ -194,8 +182,8 @@ def test_multi_material_glb_keeps_uvs_drops_material(tmp_path):
     original UVs are kept (aligned with load_mesh's vertices) and no material is guessed."""
     import trimesh
 
+    from backend.io.mesh import load_mesh
     from backend.io.surface import load_surface_attributes
-    from backend.meshio import load_mesh
 
     (a, ua), (b, ub) = _textured_box("red", 0.0, 1), _textured_box("blue", 3.0, 2)
     trimesh.Scene([a, b]).export(str(tmp_path / "two.glb"))
@@ -213,9 +201,10 @@ def test_obj_with_texture(tmp_path):
     import trimesh
     from PIL import Image
 
-    from backend.gltf_export import write_animated_glb
+    from backend.geometry.normals import smooth_normals
+    from backend.io.gltf import write_animated_glb
+    from backend.io.mesh import load_mesh
     from backend.io.surface import load_surface_attributes
-    from backend.meshio import load_mesh
 
     box, _ = _textured_box((10, 200, 30), 0.0, 0)
     box.export(str(tmp_path / "box.obj"))
@@ -227,7 +216,8 @@ def test_obj_with_texture(tmp_path):
     tex = surface.material["baseColorTexture"]
     assert tex["mimeType"] == "image/png" and surface.material["baseColorFactor"] == [1.0, 1.0, 1.0, 1.0]
     write_animated_glb(tmp_path / "a.glb", mesh.vertices, mesh.faces, np.zeros((2,) + mesh.vertices.shape), 24.0,
-                       uv=surface.uv, material=surface.material, normals=True)
+                       uv=surface.uv, material=surface.material,
+                       normals=smooth_normals(mesh.vertices, mesh.faces))
     back = trimesh.load(str(tmp_path / "a.glb"), process=False, force="mesh")
     assert np.allclose(back.visual.uv, given.visual.uv, atol=1e-7)
     image = back.visual.material.baseColorTexture
@@ -238,8 +228,8 @@ def test_obj_with_texture(tmp_path):
 def test_untextured_mesh_has_no_surface(tmp_path):
     import trimesh
 
+    from backend.io.mesh import load_mesh
     from backend.io.surface import load_surface_attributes
-    from backend.meshio import load_mesh
 
     trimesh.creation.icosphere(subdivisions=1).export(str(tmp_path / "s.ply"))
     surface = load_surface_attributes(tmp_path / "s.ply", load_mesh(tmp_path / "s.ply"))

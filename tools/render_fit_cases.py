@@ -16,7 +16,7 @@ sydney-wave@az120,el-5,f35,zup):
   frames/00.png ...  RGBA renders (Cycles on the CPU, transparent background), one per frame;
   truth.npz          `vertices` [T,V,3] float64, the true position of every vertex of the case's
                      mesh file in every frame, in that file's coordinates and in the vertex order
-                     `backend.meshio.load_mesh` reads; `faces` [F,3]; `rest` [V,3], the mesh file's
+                     `backend.io.mesh.load_mesh` reads; `faces` [F,3]; `rest` [V,3], the mesh file's
                      own vertices (frame 0 equals them except in panda:sway, whose motion is
                      already under way at frame 0; an MD2 case's mesh is its clip's first pose);
   mesh.glb           the mesh the fitter receives, with its texture (MD2 cases, and Z-up panda
@@ -97,7 +97,7 @@ def panda_case(spec: CaseSpec | str, n_frames: int, panda: Path) -> Case:
     """The panda under one of the synthetic maps of space; truth for the backend's vertex order."""
     import trimesh
 
-    from backend.meshio import load_mesh
+    from backend.io.mesh import load_mesh
     from backend.synthetic import deforming
 
     spec = parse_spec(spec) if isinstance(spec, str) else spec
@@ -171,7 +171,7 @@ def write_mesh_glb(case: Case, path: Path, rest: np.ndarray | None = None) -> No
     from trimesh.visual.material import PBRMaterial
     from trimesh.visual.texture import TextureVisuals
 
-    from backend.meshio import load_mesh
+    from backend.io.mesh import load_mesh
 
     rest = case.rest if rest is None else rest
     material = PBRMaterial(baseColorTexture=case.texture, metallicFactor=0.0, roughnessFactor=1.0, doubleSided=True)

@@ -125,7 +125,7 @@ def mesh_surface(path, points: int = 16384) -> np.ndarray:
     """Surface samples of a mesh file placed in the box as `reconstruct` places its input."""
     from ..geometry import normalization_for, sample_surface
     from ..geometry.orient import orient_faces
-    from ..meshio import load_mesh
+    from ..io.mesh import load_mesh
     from ..pipelines.reconstruct import NORMALIZE_MARGIN
 
     mesh = load_mesh(str(path), role="input")

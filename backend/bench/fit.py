@@ -122,7 +122,7 @@ def load_case(folder: Path) -> dict:
     from PIL import Image
 
     from backend.fitting.camera import Camera
-    from backend.meshio import load_mesh
+    from backend.io.mesh import load_mesh
 
     info = json.loads((folder / "case.json").read_text())
     mesh_path = Path(info["mesh"])

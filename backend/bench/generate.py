@@ -218,7 +218,7 @@ def run_once(clip: Path, out: Path, models_dir: Optional[str], *, device: str, s
 def baseline_seconds(clip: Path, vertices: int, faces: int, folder: Path) -> float:
     """Read the clip's frames and write an animation.npz of the given size: the floor."""
     from ..io import read_frames
-    from ..meshio import write_animation_npz
+    from ..io.mesh import write_animation_npz
 
     started = time.perf_counter()
     frames = read_frames(str(clip))

@@ -131,7 +131,7 @@ def _nearest_part(s, points):
 def panda_sequence(n_frames: int, seed: int, path: Path) -> dict:
     import trimesh
 
-    from backend.meshio import load_mesh
+    from backend.io.mesh import load_mesh
     from backend.synthetic.deforming import deform_mesh_sequence
 
     mesh = load_mesh(path, role="panda")
@@ -144,7 +144,7 @@ def panda_sequence(n_frames: int, seed: int, path: Path) -> dict:
 
 
 def remeshed_panda_sequence(kind: str, n_frames: int, seed: int, path: Path) -> dict:
-    from backend.meshio import load_mesh
+    from backend.io.mesh import load_mesh
     from backend.synthetic.deforming import bend_hinge_squash
     from backend.synthetic.remesh import punch_holes, scan_noise, set_winding, voxel_remesh
 
@@ -232,7 +232,7 @@ def loading_seconds(seq: dict) -> float:
 
     import trimesh
 
-    from backend.meshio import load_mesh
+    from backend.io.mesh import load_mesh
 
     with tempfile.TemporaryDirectory() as tmp:
         paths = []

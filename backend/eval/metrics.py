@@ -34,6 +34,7 @@ import trimesh
 from scipy.spatial import cKDTree
 
 from ..errors import BadInput
+from ..geometry.normals import face_areas
 from .alignment import Alignment, AlignSettings, align
 
 N_SAMPLES = 100_000
@@ -44,11 +45,6 @@ SEED = 44
 
 # ---------------------------------------------------------------------------------------------
 # Sampling
-
-
-def face_areas(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    tri = vertices[faces]
-    return 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
 
 
 def sample_surface(vertices: np.ndarray, faces: np.ndarray, n: int, seed: int) -> np.ndarray:
@@ -67,6 +63,8 @@ def sample_barycentric(vertices: np.ndarray, faces: np.ndarray, n: int, seed: in
     v = torch.as_tensor(np.asarray(vertices, dtype=np.float32))
     f = torch.as_tensor(np.asarray(faces, dtype=np.int64))
     tri = v[f]
+    # Upstream's float32 torch areas, not backend.geometry.normals.face_areas: the faces drawn
+    # from them must be upstream's, draw for draw.
     areas = 0.5 * torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0], dim=1).norm(dim=1)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

@@ -204,7 +204,8 @@ def _fit_points(rest: np.ndarray, faces: np.ndarray, s, rng):
     """The points the fit runs on, as (corners [P, 3], barycentric weights [P, 3]) over the welded
     mesh: evenly spread surface points (area-weighted draws thinned by farthest-point sampling),
     or with s.surface_points off, a random subset of the vertices."""
-    from backend.geometry.sampling import face_normals_and_areas, farthest_point_sampling
+    from backend.geometry.normals import face_normals_and_areas
+    from backend.geometry.sampling import farthest_point_sampling
 
     area = face_normals_and_areas(rest, faces)[1]
     if not s.surface_points or not area.sum() > 0:

@@ -8,6 +8,10 @@ parts are joined by their closest points at three times the distance, so they st
 The regulariser asks neighbouring nodes to agree on where they put each other, which is
 as-rigid-as-possible at the graph's scale: limbs bend, the surface does not crumple, and what the
 video cannot see (depth, the far side) follows what it can.
+
+The registration's proxy (backend.registration.proxy) is a second deformation graph, numpy and
+solved by ARAP; backend.geometry.deformation_graph says why the two stay apart and holds the
+blend weights they share.
 """
 
 from __future__ import annotations
@@ -16,7 +20,9 @@ import numpy as np
 import torch
 from scipy.spatial import cKDTree
 
-from backend.geometry.sampling import face_normals_and_areas, farthest_point_sampling
+from backend.geometry.deformation_graph import blend_weights
+from backend.geometry.normals import face_normals_and_areas
+from backend.geometry.sampling import farthest_point_sampling
 
 VERTEX_NODES = 6  # nodes blended per vertex
 NODE_NEIGHBOURS = 8  # graph edges per node
@@ -52,13 +58,10 @@ class DeformationGraph:
             dist, near = cKDTree(self.nodes).query(v, k=k + 1 if n_nodes > k else k)
             node_near = None
         dist, near = np.atleast_2d(dist), np.atleast_2d(near)
-        # Weight falls to zero at the (k+1)-th node's distance, so a vertex's blend changes smoothly
-        # as its neighbourhood does (Sumner's weighting).
+        # With no (k+1)-th node to fall to zero at, a little beyond the k-th does.
         far = dist[:, -1:] if dist.shape[1] > k else dist[:, -1:] * 1.5 + 1e-12
-        w = np.clip(1.0 - dist[:, :k] / np.maximum(far, 1e-12), 0.0, None) ** 2
-        w[w.sum(1) == 0, 0] = 1.0
         self.vertex_nodes = near[:, :k]
-        self.vertex_weights = w / w.sum(1, keepdims=True)
+        self.vertex_weights = blend_weights(dist[:, :k], far)
         kn = min(NODE_NEIGHBOURS + 1, n_nodes)
         if node_near is not None:
             nn = node_near

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .normals import face_geometry
 from .weld import weld_map
 
 def _manifold_pairs(faces_w: np.ndarray):
@@ -88,8 +89,7 @@ def orient_faces(vertices, faces) -> np.ndarray:
     out[flip] = out[flip][:, [0, 2, 1]]
     # Signed volume of each patch about its own centroid (area-weighted face centres).
     p0, p1, p2 = v[out[:, 0]], v[out[:, 1]], v[out[:, 2]]
-    cross = np.cross(p1 - p0, p2 - p0)
-    area = 0.5 * np.linalg.norm(cross, axis=1)
+    cross, area = face_geometry(v, out)
     centre = (p0 + p1 + p2) / 3.0
     w = np.bincount(labels, weights=area, minlength=n_comp)
     c = np.stack([np.bincount(labels, weights=area * centre[:, k], minlength=n_comp) for k in range(3)], 1)

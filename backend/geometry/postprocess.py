@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .normals import face_normals_and_areas
+
 DEFAULT_MIN_COMPONENT_FRACTION = 0.02
 
 
@@ -72,21 +74,12 @@ def remove_floaters(vertices: np.ndarray, faces: np.ndarray,
 # ---------------------------------------------------------------- decimation
 
 
-def _face_planes(v: np.ndarray, faces: np.ndarray):
-    e1 = v[faces[:, 1]] - v[faces[:, 0]]
-    e2 = v[faces[:, 2]] - v[faces[:, 0]]
-    n = np.cross(e1, e2)
-    area2 = np.linalg.norm(n, axis=1)
-    unit = n / np.maximum(area2, 1e-300)[:, None]
-    return unit, area2
-
-
 def _vertex_quadrics(v: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """Area-weighted sum of face-plane quadrics per vertex: [V, 4, 4]."""
-    unit, area2 = _face_planes(v, faces)
+    unit, area = face_normals_and_areas(v, faces)
     d = -np.einsum("ij,ij->i", unit, v[faces[:, 0]])
     p = np.concatenate([unit, d[:, None]], axis=1)
-    q = (p[:, :, None] * p[:, None, :]) * (0.5 * area2)[:, None, None]
+    q = (p[:, :, None] * p[:, None, :]) * area[:, None, None]
     out = np.zeros((len(v), 4, 4))
     for c in range(3):
         np.add.at(out, faces[:, c], q)

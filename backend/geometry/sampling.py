@@ -6,21 +6,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .normals import face_geometry
+
 
 def _rng(seed) -> np.random.Generator:
     if isinstance(seed, np.random.Generator):
         return seed
     return np.random.default_rng(seed)
-
-
-def face_normals_and_areas(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Unit normals (right-hand rule on the face winding) and areas per face."""
-    v = np.asarray(vertices, dtype=np.float64)
-    f = np.asarray(faces, dtype=np.int64)
-    n = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])
-    length = np.linalg.norm(n, axis=1)
-    unit = n / np.maximum(length, 1e-300)[:, None]
-    return unit, 0.5 * length
 
 
 def sample_surface(vertices: np.ndarray, faces: np.ndarray, count: int, *, seed=0):
@@ -32,9 +24,7 @@ def sample_surface(vertices: np.ndarray, faces: np.ndarray, count: int, *, seed=
     """
     v = np.asarray(vertices, dtype=np.float64)
     f = np.asarray(faces, dtype=np.int64)
-    cross = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])
-    length = np.sqrt(np.einsum("ij,ij->i", cross, cross))
-    areas = 0.5 * length
+    cross, areas = face_geometry(v, f)
     total = areas.sum()
     if not np.isfinite(total) or total <= 0:
         raise ValueError("mesh has no surface area to sample")
@@ -49,7 +39,7 @@ def sample_surface(vertices: np.ndarray, faces: np.ndarray, count: int, *, seed=
     a = v[tri[:, 0]]
     points = a + uv[:, :1] * (v[tri[:, 1]] - a) + uv[:, 1:] * (v[tri[:, 2]] - a)
     # Unit normals of the chosen faces only (as face_normals_and_areas computes them).
-    normals = cross[face] / np.maximum(length[face], 1e-300)[:, None]
+    normals = cross[face] / np.maximum(2.0 * areas[face], 1e-300)[:, None]
     return points.astype(np.float32), normals.astype(np.float32)
 
 

@@ -1,5 +1,5 @@
 """What a mesh file carries besides its shape (UVs, a material), for the animated glTF written on
-its vertices. Kept apart from backend.meshio, which reads shapes only."""
+its vertices. Kept apart from backend.io.mesh, which reads shapes only."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..meshio import Mesh
+from .mesh import Mesh
 
 @dataclass
 class SurfaceAttributes:
@@ -17,7 +17,7 @@ class SurfaceAttributes:
 
     uv: [V,2] float64 in trimesh's (and Blender's, and OBJ's) convention, origin at the image's
     bottom left, aligned with `load_mesh`'s vertices; None when the file has none.
-    material: a plain dict for backend.gltf_export (name, baseColorFactor, metallicFactor,
+    material: a plain dict for backend.io.gltf (name, baseColorFactor, metallicFactor,
     roughnessFactor, alphaMode, alphaCutoff, doubleSided, and baseColorTexture = {"image": PNG or
     JPEG bytes, "mimeType", "sampler": glTF sampler dict or None, "transform": KHR_texture_transform
     dict or None}); None when there is none or it cannot be carried over faithfully.

@@ -153,6 +153,10 @@ def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
     1e-8 adds nothing (trimesh's degenerate-face rule); a vertex no face uses gets 0.
     Computed on the CPU in float64 (MPS has no float64; it is one pass over the faces per window)
     and returned on `vertices`' device in its dtype.
+
+    Not backend.geometry.normals.vertex_normals (the numpy, area-weighted one everything else
+    uses): this weighting is what the network reads, the official parity cases pin its numbers,
+    and it stays in torch beside the network (models/ imports nothing from geometry/).
     """
     v = vertices.detach().to("cpu", torch.float64)
     f = faces.detach().to("cpu", torch.long)

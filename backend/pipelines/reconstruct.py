@@ -74,16 +74,6 @@ def load_vae(profile: str, weights_dir: Optional[str], device: str):
     return ShapeVAE.from_pretrained(directory, device=device), directory
 
 
-def write_mesh(path: Path, vertices: np.ndarray, faces: np.ndarray) -> None:
-    import trimesh
-
-    from ..meshio import atomic_write
-
-    mesh = trimesh.Trimesh(vertices=vertices, faces=faces, process=False)
-    suffix = path.suffix.lower()
-    atomic_write(path, lambda tmp: mesh.export(tmp, file_type=suffix[1:]))
-
-
 def run_reconstruct(ctx: JobContext, *, input: str, out: str, profile: str = "tiny",
                     resolution: int = DEFAULT_RESOLUTION, device: str = "auto", weights_dir: Optional[str] = None,
                     num_points: int = DEFAULT_SURFACE_POINTS, target_faces: Optional[int] = None,
@@ -91,7 +81,7 @@ def run_reconstruct(ctx: JobContext, *, input: str, out: str, profile: str = "ti
     import torch
 
     from ..geometry import extract_mesh, normalization_for, postprocess_mesh, sample_surface
-    from ..meshio import load_mesh
+    from ..io.mesh import load_mesh, write_mesh
 
     started = time.monotonic()
     out_path = Path(out)

@@ -11,9 +11,9 @@ from typing import Optional
 import numpy as np
 
 from ..errors import BadInput, Unsupported
-from ..gltf_export import write_animated_glb
+from ..io.gltf import write_animated_glb
 from ..jobs import JobContext
-from ..meshio import MAX_REFERENCE_VERTICES, list_sequence, load_mesh, write_animation_npz
+from ..io.mesh import MAX_REFERENCE_VERTICES, list_sequence, load_mesh, write_animation_npz
 from .fit_report import surface_fit_report
 
 # optimize: ARAP/ICP, no weights; learned: the Stage II model; learned-optimize: learned, then

@@ -14,6 +14,8 @@ import scipy.sparse as sp
 from scipy.sparse.linalg import splu
 from scipy.spatial import cKDTree
 
+from backend.geometry.normals import face_geometry
+
 # Cotangents blow up on slivers; beyond this they only make the system ill-conditioned.
 _COT_MAX = 10.0
 # A floor keeps every mesh edge in the graph, so clamping obtuse (negative) weights to zero
@@ -21,28 +23,6 @@ _COT_MAX = 10.0
 _W_MIN = 0.02
 # Weight of a k-NN edge: about one cotangent edge, so loose points are as stiff as the surface.
 _KNN_W = 0.5
-
-
-def face_geometry(vertices, faces):
-    """Unnormalised face normals (length = 2 * area) and areas."""
-    v0, v1, v2 = (vertices[faces[:, k]] for k in range(3))
-    n = np.cross(v1 - v0, v2 - v0)
-    return n, 0.5 * np.linalg.norm(n, axis=1)
-
-
-def vertex_normals(vertices, faces, check=lambda: None, chunk=400_000):
-    """Area-weighted unit vertex normals (zero for vertices in no face)."""
-    n = np.zeros((len(vertices), 3))
-    # In chunks so huge meshes neither hold every face normal at once nor block a cancel.
-    for start in range(0, len(faces), chunk):
-        f = faces[start:start + chunk]
-        n_face, _ = face_geometry(vertices, f)
-        for k in range(3):
-            for c in range(3):
-                n[:, c] += np.bincount(f[:, k], weights=n_face[:, c], minlength=len(vertices))
-        check()
-    length = np.linalg.norm(n, axis=1, keepdims=True)
-    return np.divide(n, length, out=np.zeros_like(n), where=length > 1e-20)
 
 
 def cotangent_graph(vertices, faces):

@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial import cKDTree
 
+from backend.geometry.normals import face_geometry, vertex_normals
 from backend.geometry.orient import orient_faces
-
-from .arap import face_geometry, vertex_normals
 
 
 class TargetSurface:

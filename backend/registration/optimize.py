@@ -19,10 +19,11 @@ from __future__ import annotations
 import numpy as np
 
 from backend.errors import BadInput, Cancelled
+from backend.geometry.normals import vertex_normals
 from backend.geometry.orient import orient_faces
 from backend.geometry.weld import weld_map
 
-from .arap import ArapSolver, cotangent_graph, knn_edges, vertex_normals
+from .arap import ArapSolver, cotangent_graph, knn_edges
 from .correspond import TargetSurface, correspondences
 from .proxy import Blender, pick_nodes, proxy_graph, surface_area
 from .quality import SurfaceSampler, frame_fit_entry, two_way_distance

@@ -3,6 +3,10 @@
 The registration runs on a few thousand surface nodes joined by a k-NN graph; every original
 vertex then follows its nearest nodes by blending their rigid motions (embedded-deformation
 style), which keeps time and memory linear in the vertex count.
+
+The fit's deformation graph (backend.fitting.graph) is the other one, torch and optimised by
+gradient descent; backend.geometry.deformation_graph says why the two stay apart and holds the
+blend weights they share.
 """
 
 from __future__ import annotations
@@ -10,7 +14,10 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial import cKDTree
 
-from .arap import face_geometry, knn_edges
+from backend.geometry.deformation_graph import blend_weights
+from backend.geometry.normals import face_geometry
+
+from .arap import knn_edges
 
 _BLEND_K = 4
 _CHUNK = 200_000
@@ -61,10 +68,7 @@ class Blender:
             dd, ii = tree.query(vertices[s:s + _CHUNK], k=k, workers=-1)
             dist[s:s + _CHUNK], idx[s:s + _CHUNK] = dd.reshape(-1, k), ii.reshape(-1, k)
             check()
-        # Weights fall to zero at the (k+1)-th neighbour, so the blend is continuous in space.
-        far = dist[:, -1:] + 1e-12
-        w = (1.0 - dist[:, :-1] / far) ** 2 if k > 1 else np.ones_like(dist)
-        w /= np.maximum(w.sum(axis=1, keepdims=True), 1e-30)
+        w = blend_weights(dist[:, :-1], dist[:, -1:] + 1e-12) if k > 1 else np.ones_like(dist)
         self.idx = idx[:, :-1] if k > 1 else idx
         self.w = w.astype(np.float32)
         self.vertices = vertices

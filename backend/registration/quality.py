@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial import cKDTree
 
+from backend.geometry.normals import face_areas
 from backend.geometry.sampling import sample_surface
 
 DEFAULT_SAMPLES = 20_000
@@ -59,7 +60,7 @@ class SurfaceSampler:
         f = np.asarray(faces if faces is not None else np.zeros((0, 3)), dtype=np.int64).reshape(-1, 3)
         self.faces, self.bary = None, None
         if len(f):
-            area = 0.5 * np.linalg.norm(np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]]), axis=1)
+            area = face_areas(v, f)
             total = area.sum()
             if np.isfinite(total) and total > 0:
                 rng = np.random.default_rng(seed)

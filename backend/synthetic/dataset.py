@@ -21,6 +21,7 @@ import numpy as np
 from scipy import ndimage
 from skimage.measure import marching_cubes
 
+from ..geometry.normals import face_areas
 from .articulated import pose_at, sample_body, sample_motion, sample_pose, track_points
 
 # ---------------------------------------------------------------- meshing / sampling
@@ -69,8 +70,7 @@ def mesh_from_sdf(sdf_fn, resolution=96, bounds=((-1.0, -1.0, -1.0), (1.0, 1.0, 
 def sample_on_mesh(vertices, faces, n, rng):
     """Area-weighted uniform points on a triangle mesh: (points [n,3], face index [n])."""
     tri = vertices[faces]
-    area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
-    cdf = np.cumsum(area)
+    cdf = np.cumsum(face_areas(vertices, faces))
     fi = np.minimum(np.searchsorted(cdf, rng.uniform(0, cdf[-1], n)), len(faces) - 1)
     r1, r2 = np.sqrt(rng.uniform(size=n)), rng.uniform(size=n)
     w = np.stack([1 - r1, r1 * (1 - r2), r1 * r2], 1)

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..geometry.normals import vertex_normals
+
 _LIGHT_CAM = np.array([-0.4, 0.6, -0.7])  # towards the light, camera coordinates (x right, y up, z forward)
 
 
@@ -28,15 +30,6 @@ def look_at_camera(azimuth=0.6, elevation=0.35, distance=3.0, target=(0.0, 0.0, 
     r /= np.linalg.norm(r)
     u = np.cross(r, f)
     return {"eye": eye, "R": np.stack([r, u, f]), "fov_deg": float(fov_deg)}
-
-
-def vertex_normals(vertices, faces):
-    v = np.asarray(vertices, float)
-    fn = np.cross(v[faces[:, 1]] - v[faces[:, 0]], v[faces[:, 2]] - v[faces[:, 0]])  # area weighted
-    n = np.zeros_like(v)
-    for k in range(3):
-        np.add.at(n, faces[:, k], fn)
-    return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
 
 
 def _rasterise(sx, sy, z, faces, W, H, max_candidates=2_000_000):

@@ -71,7 +71,7 @@ def mesh_roundtrip_chamfer(input_path, *, weights_dir, resolution: int = 128, ou
     from ..eval.shape import CHAMFER_POINTS, chamfer
     from ..geometry import normalization_for, sample_surface
     from ..jobs import JobContext
-    from ..meshio import load_mesh
+    from ..io.mesh import load_mesh
     from ..pipelines.reconstruct import run_reconstruct
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -165,7 +165,7 @@ def run_generate(ctx: JobContext, *, input, out: str, mesh: Optional[str] = None
     wrong object is not written). Returns the output paths and a summary; report.json has the rest.
     """
     from ...hub import require
-    from ...meshio import load_mesh
+    from ...io.mesh import load_mesh
     from ...models.dit import TemporalDenoiser
     from ...models.temporal_autoencoder import TemporalAutoencoder
     from ...preprocessing import prepare_frames

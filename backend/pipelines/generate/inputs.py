@@ -129,7 +129,7 @@ def read_clip(ctx: JobContext, input, *, start: int, frames: Optional[int], stri
 def load_given_mesh(mesh: str, warnings: List[str]):
     """--mesh: the mesh (within the vertex limit) and its UVs and material, for animated.glb."""
     from ...io.surface import load_surface_attributes
-    from ...meshio import MAX_REFERENCE_VERTICES, load_mesh
+    from ...io.mesh import MAX_REFERENCE_VERTICES, load_mesh
 
     given = load_mesh(mesh, role="mesh")
     if len(given.vertices) > MAX_REFERENCE_VERTICES:

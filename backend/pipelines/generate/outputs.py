@@ -30,12 +30,6 @@ REPORT_KIND = "actionmesh-generate"
 FIT_REPORT_ONLY = ("camera_used", "settings", "seconds")
 
 
-def write_mesh_glb(path: Path, vertices: np.ndarray, faces: np.ndarray) -> None:
-    import trimesh
-
-    trimesh.Trimesh(vertices=np.asarray(vertices, dtype=np.float32), faces=faces, process=False).export(str(path))
-
-
 def publish(tmp: Path, out: Path) -> None:
     """Move the finished folder into place; an earlier result there is replaced."""
     if out.exists():
@@ -58,8 +52,9 @@ class StagedOutput:
                         name: str, surface=None, camera: Optional[dict] = None) -> dict:
         """animation.npz, animated.glb (with `surface`'s UVs and material), anchor.glb and, for a fit,
         camera.json (`camera`: its dict) -> the output paths, where they will be once published."""
-        from ...gltf_export import write_animated_glb
-        from ...meshio import write_animation_npz
+        from ...geometry.normals import smooth_normals
+        from ...io.gltf import write_animated_glb
+        from ...io.mesh import write_animation_npz, write_mesh
 
         ctx, tmp, out = self.ctx, self.tmp, self.out
         self.steps = steps = 3 if camera is None else 4
@@ -68,9 +63,9 @@ class StagedOutput:
         ctx.progress("write", 1, steps, "writing animated.glb")
         write_animated_glb(tmp / "animated.glb", vertices, faces, offsets, fps, name=name,
                            uv=getattr(surface, "uv", None), material=getattr(surface, "material", None),
-                           normals=surface is not None)
+                           normals=None if surface is None else smooth_normals(vertices, faces))
         ctx.progress("write", 2, steps, "writing anchor.glb" if camera is None else "writing anchor.glb and camera.json")
-        write_mesh_glb(tmp / "anchor.glb", vertices, faces)
+        write_mesh(tmp / "anchor.glb", vertices, faces)
         paths = {"out": str(out), "animation": str(out / "animation.npz"), "glb": str(out / "animated.glb"),
                  "anchor": str(out / "anchor.glb")}
         if camera is not None:

@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from ...io.mesh import write_mesh
 from ...jobs import JobContext
 from .anchor import AnchorMesh, extract_latent
-from .outputs import write_mesh_glb
 from .runtime import SplitGuidanceBatch, amp, loop_threads
 
 if TYPE_CHECKING:
@@ -176,6 +176,6 @@ def write_stage1_meshes(ctx: JobContext, folder: Path, vae, latents, anchor: Anc
         if len(f):
             v, f = merge_vertices(v, f)
         # In the output's coordinates, like the animation.
-        write_mesh_glb(folder / f"frame_{t:04d}.glb", np.asarray(v, np.float64) / anchor.scale + anchor.center, f)
+        write_mesh(folder / f"frame_{t:04d}.glb", np.asarray(v, np.float64) / anchor.scale + anchor.center, f)
     ctx.progress("stage1-meshes", count, count, "done")
     return count

@@ -6,7 +6,8 @@ exactly. Blender's glTF importer turns the targets back into relative shape keys
 
 Optionally the base carries the source mesh's surface: TEXCOORD_0 (given in trimesh's and
 Blender's convention, origin at the image's bottom left, written as glTF's top-left v' = 1 - v),
-a NORMAL per vertex (without one Blender's importer shades every face flat), and one material
+a NORMAL per vertex (without one Blender's importer shades every face flat; the caller computes
+them, e.g. backend.geometry.normals.smooth_normals), and one material
 (base colour factor and texture with its image embedded as a bufferView, metallic/roughness
 factors, alpha mode, double-sided), as backend.io.surface.load_surface_attributes returns it.
 """
@@ -18,7 +19,7 @@ import struct
 
 import numpy as np
 
-from .meshio import atomic_write
+from .mesh import atomic_write
 
 _FLOAT, _UINT = 5126, 5125
 _ARRAY_BUFFER, _ELEMENT_ARRAY_BUFFER = 34962, 34963
@@ -64,23 +65,6 @@ class _Buffer:
         return len(self.accessors) - 1
 
 
-def smooth_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Area-weighted vertex normals, shared by every copy of a position (vertices split along UV
-    seams get one normal, so the seams do not show in the shading). [V,3] float32, unit length."""
-    v = np.asarray(vertices, dtype=np.float64)
-    f = np.asarray(faces, dtype=np.int64).reshape(-1, 3)
-    _, group = np.unique(np.asarray(vertices, dtype=np.float32), axis=0, return_inverse=True)
-    group = group.reshape(-1)
-    face_n = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])  # length = 2 x area
-    acc = np.zeros((group.max() + 1, 3))
-    for k in range(3):
-        np.add.at(acc, group[f[:, k]], face_n)
-    n = acc[group]
-    length = np.linalg.norm(n, axis=1, keepdims=True)
-    n = np.where(length > 1e-20, n / np.maximum(length, 1e-20), np.array([0.0, 0.0, 1.0]))
-    return n.astype(np.float32)
-
-
 def _material_json(material: dict, buf: "_Buffer", gltf: dict, has_uv: bool) -> None:
     """materials/textures/images/samplers for one material dict (see backend.io.surface.SurfaceAttributes)."""
     out = {"name": str(material.get("name") or "material"),
@@ -116,19 +100,17 @@ def _material_json(material: dict, buf: "_Buffer", gltf: dict, has_uv: bool) -> 
 
 def write_animated_glb(path, vertices: np.ndarray, faces: np.ndarray, offsets: np.ndarray, fps: float,
                        name: str = "ActionMesh", *, uv: np.ndarray | None = None, material: dict | None = None,
-                       normals: "np.ndarray | bool | None" = None) -> None:
+                       normals: "np.ndarray | None" = None) -> None:
     """uv: [V,2] in trimesh's/Blender's convention (v up from the image's bottom), or None.
     material: a dict as backend.io.surface.load_surface_attributes returns it, or None.
-    normals: [V,3], or True to compute smooth ones from the faces, or None/False for none."""
+    normals: [V,3] (backend.geometry.normals.smooth_normals), or None for none."""
     vertices = np.asarray(vertices, dtype=np.float32)
     offsets = np.asarray(offsets, dtype=np.float32)
     n_frames = offsets.shape[0]
     buf = _Buffer()
     position = buf.add(vertices, _FLOAT, "VEC3", _ARRAY_BUFFER, minmax=True)
     attributes = {"POSITION": position}
-    if normals is True:
-        normals = smooth_normals(vertices, faces)
-    if normals is not None and normals is not False:
+    if normals is not None:
         normals = np.asarray(normals, dtype=np.float32)
         if normals.shape != vertices.shape:
             raise ValueError(f"normals {normals.shape} do not match vertices {vertices.shape}")

@@ -1,4 +1,4 @@
-"""Reading meshes and mesh sequences, and writing results atomically.
+"""Reading meshes and mesh sequences, and writing meshes and results atomically.
 
 Vertex order is the contract with the add-on and with scripts: a reference is read with
 `trimesh.load(path, process=False, force="mesh")`, which never merges, drops or reorders
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import BadInput
+from ..errors import BadInput
 
 MESH_SUFFIXES = (".obj", ".ply", ".stl", ".glb", ".gltf", ".off")
 # Beyond this a reference is refused up front rather than risking hours or swap on a laptop.
@@ -85,6 +85,15 @@ def atomic_write(path: Path, write) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def write_mesh(path: str | os.PathLike, vertices: np.ndarray, faces: np.ndarray) -> None:
+    """One static mesh in the format its suffix names (.obj, .ply, .glb, any trimesh writes)."""
+    import trimesh
+
+    path = Path(path)
+    mesh = trimesh.Trimesh(vertices=vertices, faces=faces, process=False)
+    atomic_write(path, lambda tmp: mesh.export(tmp, file_type=path.suffix.lower()[1:]))
 
 
 def write_animation_npz(path: Path, vertices: np.ndarray, faces: np.ndarray, offsets: np.ndarray,
