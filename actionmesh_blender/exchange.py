@@ -159,3 +159,44 @@ def read_glb_mesh(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if not vertices:
         return np.zeros((0, 3)), np.zeros((0, 3), np.int64)
     return np.concatenate(vertices), np.concatenate(faces)
+
+
+def write_animation_npz(path: Path, vertices: np.ndarray, triangles: np.ndarray, offsets: np.ndarray,
+                        fps: float) -> None:
+    """An animation.npz as the backend writes and reads it (vertices, faces, offsets, fps)."""
+    with open(path, "wb") as f:
+        np.savez(f, vertices=np.asarray(vertices, np.float32), faces=np.asarray(triangles, np.int64),
+                 offsets=np.asarray(offsets, np.float32), fps=np.float32(fps))
+
+
+def write_rig_npz(path: Path, rest: np.ndarray, triangles: np.ndarray, rig: dict) -> None:
+    """A rig for `python -m backend rig --rig` (backend/io/rig.py's layout): the mesh at rest and
+    `rig`'s weights [V, B], bind [B, 4, 4], parents [B] and names."""
+    with open(path, "wb") as f:
+        np.savez(f, rest_vertices=np.asarray(rest, np.float32), faces=np.asarray(triangles, np.int64),
+                 weights=np.asarray(rig["weights"], np.float32), bind=np.asarray(rig["bind"], np.float64),
+                 parents=np.asarray(rig["parents"], np.int64), names=np.asarray(rig["names"], dtype=str))
+
+
+def read_rig(path: Path, n_vertices: int) -> dict:
+    """The rig job's rig.npz, checked against the mesh: weights [V, B], bind [B, 4, 4], parents [B],
+    names [B], local [T, B, 4, 4]."""
+    path = Path(path)
+    if not path.is_file():
+        raise ResultError(f"the backend reported success but {path.name} is missing")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            rig = {"weights": np.asarray(data["weights"], np.float64), "bind": np.asarray(data["bind"], np.float64),
+                   "parents": np.asarray(data["parents"], np.int64), "names": [str(n) for n in data["names"]],
+                   "local": np.asarray(data["local"], np.float64)}
+    except Exception as exc:
+        raise ResultError(f"could not read {path.name}: {exc}") from exc
+    bones = len(rig["parents"])
+    if rig["weights"].shape != (n_vertices, bones) or rig["bind"].shape != (bones, 4, 4):
+        raise ResultError(f"the rig has weights {rig['weights'].shape} and {bones} bones; the mesh has {n_vertices} "
+                          "vertices")
+    if rig["local"].ndim != 4 or rig["local"].shape[1:] != (bones, 4, 4) or not len(rig["local"]):
+        raise ResultError(f"the rig's animation has shape {rig['local'].shape}")
+    if not all(np.isfinite(rig[k]).all() for k in ("weights", "bind", "local")):
+        raise ResultError("the rig contains NaN or infinite values")
+    return rig

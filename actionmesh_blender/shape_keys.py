@@ -44,6 +44,8 @@ PREFIX = "AM_"
 # `remove_generated_keys` can clean up after itself without touching user data.
 _ACTION_MARK = "actionmesh_generated"
 _BASIS_MARK = "actionmesh_added_basis"
+# On the Key: the name of the generated keys' action once parked (park_generated_action).
+PARKED_ACTION = "actionmesh_parked_action"
 
 _LINEAR = 1  # enum value of 'LINEAR' in BezTriple.interpolation (CONSTANT=0, LINEAR=1, BEZIER=2)
 
@@ -376,3 +378,59 @@ def remove_generated_keys(obj, prefix=PREFIX) -> None:
             key.animation_data_clear()
     if key.get(_BASIS_MARK) and len(key.key_blocks) == 1 and key.animation_data is None:
         obj.shape_key_clear()
+
+
+def park_generated_action(obj) -> None:
+    """Unassign the generated keys' action (this module's own only) and keep it with a fake user,
+    its name on the Key (PARKED_ACTION): the keys stop animating but their timing stays readable."""
+    key = obj.data.shape_keys
+    adt = key.animation_data if key is not None else None
+    action = adt.action if adt is not None else None
+    if action is None or not action.get(_ACTION_MARK):
+        return
+    action.use_fake_user = True
+    key[PARKED_ACTION] = action.name
+    adt.action = None
+    pattern = _generated_name_re(PREFIX)
+    for block in key.key_blocks:  # left at their last evaluated values, exporters would write them
+        if pattern.match(block.name):
+            block.value = 0.0
+
+
+def _all_fcurves(action):
+    if not _is_slotted(action):
+        return list(action.fcurves)
+    return [fc for layer in action.layers for strip in layer.strips for slot in action.slots
+            for bag in [strip.channelbag(slot)] if bag is not None for fc in bag.fcurves]
+
+
+def read_generated_keys(obj, prefix=PREFIX) -> tuple[np.ndarray, np.ndarray, list[float], list[str]]:
+    """The animation this module wrote, read back: (rest [V, 3] the reference key's coordinates,
+    frames [T, V, 3] each generated key's, the scene frame where each key is fully on (None where
+    its F-curve is gone), the keys' names), in key order. ValueError when the object holds none."""
+    key = obj.data.shape_keys if getattr(obj, "type", None) == 'MESH' else None
+    pattern = _generated_name_re(prefix)
+    blocks = [] if key is None else [kb for kb in key.key_blocks if pattern.match(kb.name)]
+    if not blocks:
+        raise ValueError(f"'{obj.name}' has no {prefix} shape keys: run an ActionMesh job on it first")
+    blocks.sort(key=lambda kb: int(kb.name[len(prefix):]))
+    n = len(obj.data.vertices)
+
+    def coordinates(block):
+        co = np.empty(n * 3, dtype=np.float32)
+        block.data.foreach_get("co", co)
+        return co.reshape(n, 3)
+
+    rest = coordinates(key.reference_key)
+    frames = np.stack([coordinates(kb) for kb in blocks])
+    fcurves = list(_existing_fcurves(key) or [])
+    parked = bpy.data.actions.get(key.get(PARKED_ACTION, ""))
+    if not fcurves and parked is not None:
+        fcurves = _all_fcurves(parked)
+    by_path = {fc.data_path: fc for fc in fcurves}
+    when = []
+    for t, kb in enumerate(blocks):
+        fc = by_path.get(f"{_key_path_prefix(kb.name)}.value")
+        full = [p.co[0] for p in (fc.keyframe_points if fc else []) if abs(p.co[1] - 1.0) < 1e-6]
+        when.append(float(full[0]) if full else None)
+    return rest, frames, when, [kb.name for kb in blocks]

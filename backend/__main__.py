@@ -8,7 +8,7 @@ import sys
 
 from .errors import BackendError
 
-BENCHES = ("register", "extract", "generate", "fit", "keys")
+BENCHES = ("register", "extract", "generate", "fit", "keys", "rig")
 # The Blender extension carries what its users run; the benchmarks (backend/bench) and training
 # (backend/train) stay in the repository, for developers.
 DEVELOPER_TOOLS_MISSING = (
@@ -104,6 +104,19 @@ def _parser() -> argparse.ArgumentParser:
                      help="surface extraction grid (default: the model set's own, else 512, the release's)")
     gen.add_argument("--json", action="store_true", help="print the result as one JSON line")
 
+    rig = sub.add_parser("rig", help="animation -> a skinned rig (armature, weights, bone keys): rig.npz, rigged.glb")
+    rig.add_argument("--animation", required=True, help="an animation.npz (what generate and register write)")
+    rig.add_argument("--out", required=True, help="output folder (new or empty): rig.npz, rigged.glb, report.json")
+    rig.add_argument("--bones", default="auto",
+                     help="how many bones, or auto (default): 16, or 32 where 16 leave more than 1%% of the "
+                          "mesh's size")
+    rig.add_argument("--influences", type=int, default=4, help="bones per vertex at most (1-8, default 4)")
+    rig.add_argument("--rig", default=None,
+                     help="animate this rig instead of making one (rig.npz: its weights, joints and parents "
+                          "are kept; backend/io/rig.py)")
+    rig.add_argument("--seed", type=int, default=0)
+    rig.add_argument("--json", action="store_true", help="print the result as one JSON line")
+
     ex = sub.add_parser("example", help="write a synthetic example: a reference mesh and a sequence to register")
     ex.add_argument("--out", required=True)
     ex.add_argument("--frames", type=int, default=16)
@@ -177,6 +190,8 @@ def main(argv=None) -> int:
             from .bench.fit import main as bench_main
         elif argv[1] == "keys":
             from .bench.keys import main as bench_main
+        elif argv[1] == "rig":
+            from .bench.rig import main as bench_main
         else:
             from .bench.register import main as bench_main
         return bench_main(argv[2:])
@@ -205,6 +220,11 @@ def main(argv=None) -> int:
                         models_dir=args.models_dir, stage1_meshes=args.stage1_meshes, stage0_steps=args.stage0_steps,
                         stage1_steps=args.stage1_steps, resolution=args.resolution, method=args.method,
                         camera=args.camera, refuse_mismatch=args.refuse_mismatch)
+    if args.command == "rig":
+        from .pipelines import run_rig
+
+        return _run_job(run_rig, args.json, animation=args.animation, out=args.out, bones=args.bones,
+                        influences=args.influences, rig=args.rig, seed=args.seed)
     if args.command == "reconstruct":
         from .pipelines import run_reconstruct
 

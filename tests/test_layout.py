@@ -23,7 +23,7 @@ FLOORS = {
     # what stands on the networks: the model store, frame preparation, synthetic data, metrics
     "hub": 2, "preprocessing": 2, "synthetic": 2, "eval": 2,
     # the solvers
-    "registration": 3, "fitting": 3,
+    "registration": 3, "fitting": 3, "rigging": 3,
     # orchestration
     "pipelines": 4,
     # the service for the add-on

@@ -7,9 +7,10 @@ sequence.py mesh sequence -> shape keys on the active mesh (`register` job)
 video.py    video -> new animated object, video / another object's motion -> active mesh, Show Frame 0
 models.py   the model manager: Refresh, Accept Licence, Download, Verify, Remove
 backend.py  Set Up Backend, Check
+rig.py      Bake to Armature: the AM_ keys -> an armature, weights and bone keys (`rig` job)
 """
 
-from . import backend, models
+from . import backend, models, rig
 from .job import ACTIONMESH_OT_cancel_job, JobOperator, UserError
 from .sequence import ACTIONMESH_OT_animate_from_sequence
 from .video import (ACTIONMESH_OT_animate_from_video, ACTIONMESH_OT_generate_from_video, ACTIONMESH_OT_show_frame0,
@@ -22,6 +23,7 @@ classes = (
     ACTIONMESH_OT_transfer_motion,
     ACTIONMESH_OT_show_frame0,
     ACTIONMESH_OT_cancel_job,
+    *rig.classes,
     *models.classes,
     *backend.classes,
 )

@@ -13,6 +13,7 @@ from .. import session, sources
 from ..availability import learned_unavailable_reason
 from ..config import get_prefs, models_dir
 from ..operators.job import format_seconds
+from ..operators.rig import has_generated_keys
 
 VIDEO_SOURCES = {"STRIP", "FILE", "FOLDER"}
 
@@ -150,6 +151,9 @@ class VIEW3D_PT_actionmesh(bpy.types.Panel):
             col.operator("actionmesh.cancel_job", icon="CANCEL")
         elif state.status:
             _wrapped(layout, state.status, icon="INFO")
+        if not state.running and has_generated_keys(context.active_object):
+            # After any job that left AM_ keys: the step to a rig for engines and rig-based editing.
+            layout.operator("actionmesh.bake_to_armature", icon="ARMATURE_DATA")
         if state.last_error:
             err = layout.box()
             err.alert = True

@@ -1,4 +1,5 @@
-"""A binary glTF of the reference mesh with one morph target per frame and an animation playing them.
+"""Binary glTF writers: the animated mesh (one morph target per frame and an animation playing
+them, write_animated_glb) and the rigged mesh (a skin, joints and their animation, write_skinned_glb).
 
 trimesh writes no morph targets, so this is a small writer of our own: one mesh, one node,
 POSITION deltas per target, and a weights animation with STEP keys so frame t shows target t
@@ -21,7 +22,7 @@ import numpy as np
 
 from .mesh import atomic_write
 
-_FLOAT, _UINT = 5126, 5125
+_FLOAT, _UINT, _USHORT = 5126, 5125, 5123
 _ARRAY_BUFFER, _ELEMENT_ARRAY_BUFFER = 34962, 34963
 
 
@@ -148,6 +149,10 @@ def write_animated_glb(path, vertices: np.ndarray, faces: np.ndarray, offsets: n
         _material_json(material, buf, gltf, uv is not None)  # after the accessors: only appends a bufferView
         primitive["material"] = 0
         gltf["buffers"][0]["byteLength"] = buf.length
+    _write_glb(path, gltf, buf)
+
+
+def _write_glb(path, gltf: dict, buf: _Buffer) -> None:
     body = b"".join(buf.chunks)
     body += b"\0" * ((-len(body)) % 4)
     js = json.dumps(gltf, separators=(",", ":")).encode()
@@ -161,3 +166,86 @@ def write_animated_glb(path, vertices: np.ndarray, faces: np.ndarray, offsets: n
             f.write(blob)
 
     atomic_write(path, write)
+
+
+def write_skinned_glb(path, vertices: np.ndarray, faces: np.ndarray, *, weights: np.ndarray, bind: np.ndarray,
+                      parents: np.ndarray, names: list, local: np.ndarray, fps: float, name: str = "ActionMesh",
+                      normals: "np.ndarray | None" = None) -> None:
+    """A skinned binary glTF: the mesh at rest, one joint node per bone (its rest pose as its TRS),
+    a skin (joints, inverse bind matrices), JOINTS_n/WEIGHTS_n (4 influences a set, up to 2 sets),
+    and one animation of every joint's translation and rotation (LINEAR, one key a frame).
+    weights [V, B], bind [B, 4, 4] and local [T, B, 4, 4] as backend/io/rig.py describes them."""
+    from scipy.spatial.transform import Rotation
+
+    vertices = np.asarray(vertices, dtype=np.float32)
+    weights = np.asarray(weights, dtype=np.float64)
+    bind, local = np.asarray(bind, np.float64), np.asarray(local, np.float64)
+    parents = np.asarray(parents, np.int64)
+    n_bones, n_frames = len(parents), local.shape[0]
+    if weights.shape != (len(vertices), n_bones) or bind.shape != (n_bones, 4, 4) or local.shape[1:] != bind.shape:
+        raise ValueError(f"rig shapes do not agree: weights {weights.shape}, bind {bind.shape}, local {local.shape}")
+    buf = _Buffer()
+    attributes = {"POSITION": buf.add(vertices, _FLOAT, "VEC3", _ARRAY_BUFFER, minmax=True)}
+    if normals is not None:
+        attributes["NORMAL"] = buf.add(np.asarray(normals, np.float32), _FLOAT, "VEC3", _ARRAY_BUFFER)
+    joints_sets, weight_sets = _influence_sets(weights)
+    for i, (j, w) in enumerate(zip(joints_sets, weight_sets)):
+        attributes[f"JOINTS_{i}"] = buf.add(j, _USHORT, "VEC4", _ARRAY_BUFFER)
+        attributes[f"WEIGHTS_{i}"] = buf.add(w, _FLOAT, "VEC4", _ARRAY_BUFFER)
+    indices = buf.add(np.asarray(faces, dtype=np.uint32).reshape(-1), _UINT, "SCALAR", _ELEMENT_ARRAY_BUFFER)
+    inverse_bind = np.linalg.inv(bind).transpose(0, 2, 1).reshape(n_bones, 16).astype(np.float32)  # column-major
+    ibm = buf.add(inverse_bind, _FLOAT, "MAT4", None)
+    rest_local = np.array([bind[b] if parents[b] < 0 else np.linalg.inv(bind[parents[b]]) @ bind[b]
+                           for b in range(n_bones)])
+    joint_nodes = []
+    for b in range(n_bones):
+        node = {"name": str(names[b]), **_trs(rest_local[b], Rotation)}
+        children = [1 + c for c in np.flatnonzero(parents == b)]
+        if children:
+            node["children"] = [int(c) for c in children]
+        joint_nodes.append(node)
+    times = buf.add(np.arange(n_frames, dtype=np.float32) / float(fps), _FLOAT, "SCALAR", None, minmax=True)
+    samplers, channels = [], []
+    for b in range(n_bones):
+        quats = Rotation.from_matrix(local[:, b, :3, :3]).as_quat()
+        for t in range(1, n_frames):  # the shorter way round between keys
+            if np.dot(quats[t], quats[t - 1]) < 0:
+                quats[t] = -quats[t]
+        for path_name, values, kind in (("translation", local[:, b, :3, 3], "VEC3"), ("rotation", quats, "VEC4")):
+            samplers.append({"input": times, "output": buf.add(values.astype(np.float32), _FLOAT, kind, None),
+                             "interpolation": "LINEAR"})
+            channels.append({"sampler": len(samplers) - 1, "target": {"node": 1 + b, "path": path_name}})
+    roots = [1 + b for b in np.flatnonzero(parents < 0)]
+    gltf = {
+        "asset": {"version": "2.0", "generator": "ActionMesh for Blender backend"},
+        "scene": 0,
+        "scenes": [{"nodes": [0] + [int(r) for r in roots]}],
+        "nodes": [{"mesh": 0, "skin": 0, "name": name}] + joint_nodes,
+        "skins": [{"name": f"{name}_rig", "joints": [1 + b for b in range(n_bones)], "inverseBindMatrices": ibm}],
+        "meshes": [{"name": name, "primitives": [{"attributes": attributes, "indices": indices, "mode": 4}]}],
+        "animations": [{"name": f"{name}_rig_action", "samplers": samplers, "channels": channels}],
+        "buffers": [{"byteLength": buf.length}],
+        "bufferViews": buf.views,
+        "accessors": buf.accessors,
+    }
+    _write_glb(path, gltf, buf)
+
+
+def _influence_sets(weights: np.ndarray) -> tuple[list, list]:
+    """JOINTS_n [V, 4] uint16 and WEIGHTS_n [V, 4] float32 sets holding every non-zero weight
+    (largest first), renormalised to sum to 1 as glTF asks."""
+    per_vertex = int(max(1, (weights > 0).sum(axis=1).max()))
+    if per_vertex > 8:
+        raise ValueError(f"{per_vertex} bones weigh one vertex; glTF importers read at most 8")
+    sets = (per_vertex + 3) // 4
+    order = np.argsort(-weights, axis=1)[:, :4 * sets]
+    w = np.take_along_axis(weights, order, axis=1)
+    w = w / w.sum(axis=1, keepdims=True)
+    j = np.where(w > 0, order, 0).astype(np.uint16)
+    w = w.astype(np.float32)
+    return [j[:, 4 * i:4 * i + 4].copy() for i in range(sets)], [w[:, 4 * i:4 * i + 4].copy() for i in range(sets)]
+
+
+def _trs(matrix: np.ndarray, rotation_class) -> dict:
+    quat = rotation_class.from_matrix(matrix[:3, :3]).as_quat()
+    return {"translation": [float(x) for x in matrix[:3, 3]], "rotation": [float(x) for x in quat]}

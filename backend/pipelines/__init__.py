@@ -9,7 +9,8 @@ from .generate import run_generate
 from .models import models_download, models_remove, models_status, models_verify
 from .reconstruct import run_reconstruct
 from .register import run_register
+from .rig import run_rig
 
 COMMANDS = {"register": run_register, "reconstruct": run_reconstruct, "generate": run_generate,
             "models_status": models_status, "models_verify": models_verify, "models_download": models_download,
-            "models_remove": models_remove, "check": run_check}
+            "models_remove": models_remove, "check": run_check, "rig": run_rig}

@@ -70,8 +70,9 @@ def check_int(name: str, value, low: int) -> int:
     return int(value)
 
 
-def check_output_folder(out: Path) -> None:
-    """`out` must be new, empty, or an earlier result of this command (which is replaced)."""
+def check_output_folder(out: Path, kind: str = REPORT_KIND, command: str = "generate") -> None:
+    """`out` must be new, empty, or an earlier result of this command (its report.json's "kind"
+    is `kind`), which is replaced."""
     if out.exists() and not out.is_dir():
         raise BadInput(f"output {out} exists and is not a folder")
     if out.is_dir() and any(out.iterdir()):
@@ -79,11 +80,11 @@ def check_output_folder(out: Path) -> None:
         ours = False
         if report.is_file():
             try:
-                ours = json.loads(report.read_text()).get("kind") == REPORT_KIND
+                ours = json.loads(report.read_text()).get("kind") == kind
             except (OSError, ValueError, AttributeError):
                 ours = False
         if not ours:
-            raise BadInput(f"output folder {out} is not empty and holds no earlier generate result; "
+            raise BadInput(f"output folder {out} is not empty and holds no earlier {command} result; "
                            "choose a new or empty folder")
 
 
