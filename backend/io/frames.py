@@ -61,6 +61,21 @@ class Clip:
         return len(self.frames)
 
 
+def frame_list(frames, layout: str, purpose: str) -> list:
+    """An array [T, H, W, C] or a sequence of [H, W, C] images -> a non-empty list of arrays;
+    BadInput naming `layout` (e.g. "[T, H, W, 4]") or saying there is nothing to `purpose`. The
+    callers check each frame's channels themselves, each for what it needs."""
+    if isinstance(frames, np.ndarray):
+        if frames.ndim != 4:
+            raise BadInput(f"frames must be an array {layout}, got shape {frames.shape}")
+        frames = list(frames)
+    else:
+        frames = [np.asarray(f) for f in frames]
+    if not frames:
+        raise BadInput(f"no frames to {purpose}")
+    return frames
+
+
 def natural_key(name: str):
     """"frame_2" before "frame_10": digit runs compare as numbers."""
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from ..errors import BadInput
+from ..io.frames import frame_list
 from .configs import IncompatibleWeights
 
 MODEL_CONFIG = "config.json"
@@ -69,14 +70,7 @@ def _check_processor_folder(directory: Path) -> None:
 
 def _as_rgb_frames(frames: Union[np.ndarray, Sequence[np.ndarray]]) -> list:
     """Validates prepared frames and returns them as a list of [H, W, 3] uint8 arrays."""
-    if isinstance(frames, np.ndarray):
-        if frames.ndim != 4:
-            raise BadInput(f"frames must be an array [T, H, W, 3], got shape {frames.shape}")
-        frames = list(frames)
-    else:
-        frames = [np.asarray(f) for f in frames]
-    if not frames:
-        raise BadInput("no frames to encode")
+    frames = frame_list(frames, "[T, H, W, 3]", "encode")
     for i, frame in enumerate(frames):
         if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
             raise BadInput(f"frame {i}: expected RGB uint8 [H, W, 3] (prepare_frames output), "

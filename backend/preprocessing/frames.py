@@ -21,6 +21,7 @@ from typing import NamedTuple, Sequence, Union
 import numpy as np
 
 from ..errors import BadInput
+from ..io.frames import frame_list
 
 #: Margin around the shared box, as a fraction of its longer side (the release's default).
 PADDING_RATIO = 0.1
@@ -57,14 +58,7 @@ def alpha_is_usable(alpha: np.ndarray) -> bool:
 
 def _as_frame_list(frames: Frames) -> list:
     """Validates dtype/shape and returns the frames as a list of [H, W, 4] uint8 arrays."""
-    if isinstance(frames, np.ndarray):
-        if frames.ndim != 4:
-            raise BadInput(f"frames must be an array [T, H, W, 4], got shape {frames.shape}")
-        frames = list(frames)
-    else:
-        frames = [np.asarray(f) for f in frames]
-    if not frames:
-        raise BadInput("no frames to prepare")
+    frames = frame_list(frames, "[T, H, W, 4]", "prepare")
     for i, frame in enumerate(frames):
         if frame.dtype != np.uint8:
             raise BadInput(f"frame {i}: pixels must be uint8 (0..255), got {frame.dtype}")
