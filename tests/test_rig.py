@@ -310,8 +310,27 @@ status2 = bpy.ops.actionmesh.bake_to_armature(use_existing_rig=True)
 existing_pose = world_frames(obj)
 job = bpy.context.window_manager.actionmesh_job
 existing = {{"line": job.status, "error": job.last_error, "armatures": sum(o.type == "ARMATURE" for o in bpy.data.objects)}}
+# Bad input: no armature selected for Use Existing Rig; a mesh without AM_ keys.
+for o in bpy.data.objects:
+    o.select_set(o == obj)
+before_bad = (len(bpy.data.objects), len(bpy.data.actions), len(obj.vertex_groups))
+try:
+    no_arm = sorted(bpy.ops.actionmesh.bake_to_armature(use_existing_rig=True))
+except RuntimeError as exc:
+    no_arm = str(exc)
+no_arm_error = job.last_error
+plain = bpy.data.objects.new("Plain", bpy.data.meshes.new("Plain"))
+bpy.context.scene.collection.objects.link(plain)
+bpy.context.view_layer.objects.active = plain
+try:
+    bpy.ops.actionmesh.bake_to_armature()
+    no_keys = "ran"
+except RuntimeError as exc:
+    no_keys = str(exc)
+bad = {{"no_arm": no_arm, "no_arm_error": no_arm_error, "no_keys": no_keys,
+       "unchanged": before_bad == (len(bpy.data.objects) - 1, len(bpy.data.actions), len(obj.vertex_groups))}}
 print("RESULT: " + json.dumps({{"status": sorted(status), "status2": sorted(status2), "baked": baked,
-                               "existing": existing, "state": state, "undone": undone,
+                               "existing": existing, "state": state, "undone": undone, "bad": bad,
                                "keys_pose": keys_pose.tolist(), "rig_pose": rig_pose.tolist(),
                                "existing_pose": existing_pose.tolist()}}))
 '''
@@ -337,6 +356,11 @@ def test_bake_to_armature_in_blender(bpy_version, extension_zip, sydney, tmp_pat
     error = _error(np.array(r["existing_pose"]), keys_pose, diag)
     assert error.mean() < 0.004, error
     assert r["undone"] == r["state"], "undo restores the scene as it was before the rig"
+    bad = r["bad"]
+    # An operator's error report reaches a script as a RuntimeError with the message.
+    assert "Select the armature" in str(bad["no_arm"]) and "Select the armature" in bad["no_arm_error"], bad
+    assert "AM_" in bad["no_keys"] or "poll" in bad["no_keys"], bad
+    assert bad["unchanged"], bad
 
 
 EXPORT = '''
