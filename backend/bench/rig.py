@@ -13,7 +13,9 @@ Every case is an animation with exact ground truth, 16 frames (the rest pose is 
 Per case and bone count: the mean vertex error (distance to the truth / the rest pose's
 bounding-box diagonal) and seconds of our rig (`ssdr`: skinning decomposition, 4 influences)
 beside the baseline from the same run (`rigid`: rigid segments, vertices clustered by motion, one
-bone per cluster, no blending), and `auto` (the bone count `rig` picks). Targets (issue 22): auto
+bone per cluster, no blending), and `auto` (the bone count `rig` picks); beside each error, the
+seams: how far each vertex's offset to its 8 nearest neighbours strays from the truth's (what
+shows as cracks between pieces, which the mean vertex error averages away). Targets (issue 22): auto
 at <= 32 bones under 1 % on every case and at most half the rigid baseline at its bone count;
 retargeting under 2 %; at most 30 s for the panda (9,606 vertices x 16 frames).
 """
@@ -90,6 +92,21 @@ def _error(posed, frames, diag) -> float:
     return float(np.linalg.norm(posed - frames, axis=-1).mean() / diag)
 
 
+def seam_error(rest, posed, frames, diag, k: int = 8) -> float:
+    """How far each vertex's offset to its k nearest rest-pose neighbours strays from the truth's
+    (mean, / diagonal): what opens as cracks between pieces of a mesh that should move as one,
+    which the vertex error averages away."""
+    from scipy.spatial import cKDTree
+
+    near = cKDTree(rest).query(rest, k=k + 1)[1][:, 1:]
+    total = 0.0
+    for t in range(len(frames)):
+        rel_posed = posed[t][:, None, :] - posed[t][near]
+        rel_true = frames[t][:, None, :] - frames[t][near]
+        total += float(np.linalg.norm(rel_posed - rel_true, axis=-1).mean())
+    return total / len(frames) / diag
+
+
 def run_case(name: str, bones) -> dict:
     from backend.rigging import animate_rig, new_rig
     from backend.rigging.rig import timed
@@ -110,16 +127,22 @@ def run_case(name: str, bones) -> dict:
     for count in bones:
         (labels, rot, trans), secs_rigid = timed(rigid_segments, rest, frames, count)
         rig, secs = timed(new_rig, rest, frames, faces, bones=count)
+        rigid_posed, posed = apply_segments(rest, labels, rot, trans), rig.posed()
         row["by_bones"][str(count)] = {
-            "rigid": {"error": _error(apply_segments(rest, labels, rot, trans), frames, diag), "seconds": secs_rigid},
-            "ssdr": {"error": _error(rig.posed(), frames, diag), "seconds": secs}}
+            "rigid": {"error": _error(rigid_posed, frames, diag), "seams": seam_error(rest, rigid_posed, frames, diag),
+                      "seconds": secs_rigid},
+            "ssdr": {"error": _error(posed, frames, diag), "seams": seam_error(rest, posed, frames, diag),
+                     "seconds": secs}}
     rig, secs = timed(new_rig, rest, frames, faces, bones="auto")
     count = int(rig.weights.shape[1])
     if str(count) not in row["by_bones"]:
         (labels, rot, trans), secs_rigid = timed(rigid_segments, rest, frames, count)
+        rigid_posed = apply_segments(rest, labels, rot, trans)
         row["by_bones"][str(count)] = {
-            "rigid": {"error": _error(apply_segments(rest, labels, rot, trans), frames, diag), "seconds": secs_rigid}}
+            "rigid": {"error": _error(rigid_posed, frames, diag), "seams": seam_error(rest, rigid_posed, frames, diag),
+                      "seconds": secs_rigid}}
     row["auto"] = {"bones": count, "error": _error(rig.posed(), frames, diag), "seconds": secs,
+                   "seams": seam_error(rest, rig.posed(), frames, diag),
                    "still": _error(np.broadcast_to(rest, frames.shape), frames, diag)}
     return row
 
@@ -144,7 +167,8 @@ def summary(rows: list) -> dict:
 
 
 def table(results: dict) -> str:
-    lines = [f"{'case':<20}{'V':>7}  {'bones':>5}  {'rigid err %':>11} {'s':>6}  {'ssdr err %':>10} {'s':>6}"]
+    lines = [f"{'case':<20}{'V':>7}  {'bones':>5}  {'rigid err %':>11} {'seams %':>8} {'s':>6}  {'ssdr err %':>10} "
+             f"{'seams %':>8} {'s':>6}"]
     for r in results["cases"]:
         if "retarget" in r:
             g = r["retarget"]
@@ -153,12 +177,14 @@ def table(results: dict) -> str:
             continue
         for count, row in r["by_bones"].items():
             ssdr = row.get("ssdr")
-            mine = f"{100 * ssdr['error']:>10.3f} {ssdr['seconds']:>6.1f}" if ssdr else f"{'':>10} {'':>6}"
-            lines.append(f"{r['name']:<20}{r['vertices']:>7}  {count:>5}  {100 * row['rigid']['error']:>11.3f} "
-                         f"{row['rigid']['seconds']:>6.1f}  {mine}")
+            mine = (f"{100 * ssdr['error']:>10.3f} {100 * ssdr['seams']:>8.3f} {ssdr['seconds']:>6.1f}" if ssdr
+                    else f"{'':>10} {'':>8} {'':>6}")
+            rigid = row["rigid"]
+            lines.append(f"{r['name']:<20}{r['vertices']:>7}  {count:>5}  {100 * rigid['error']:>11.3f} "
+                         f"{100 * rigid['seams']:>8.3f} {rigid['seconds']:>6.1f}  {mine}")
         a = r["auto"]
-        lines.append(f"{'':<20}{'':>7}  auto: {a['bones']} bones, {100 * a['error']:.3f}% "
-                     f"(still {100 * a['still']:.2f}%) in {a['seconds']:.1f} s")
+        lines.append(f"{'':<20}{'':>7}  auto: {a['bones']} bones, {100 * a['error']:.3f}% (seams "
+                     f"{100 * a['seams']:.3f}%; still {100 * a['still']:.2f}%) in {a['seconds']:.1f} s")
     s = results["summary"]
     for label in ("tuning", "validation"):
         if label in s:

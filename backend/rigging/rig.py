@@ -1,7 +1,8 @@
 """A rig from motion: a new armature for an animation, or an existing rig animated by it.
 
 new_rig: the skinning decomposition (backend.rigging.skinning) at a bone count chosen by the error
-it reaches (AUTO_BONES: 16 first, 32 where 16 misses AUTO_TARGET) or given; then the skeleton
+it reaches (AUTO_BONES: 16 first, 32 where 16 misses AUTO_TARGET) or given, its weights smoothed
+across pieces that move together and the transforms solved again for them; then the skeleton
 (backend.rigging.skeleton): joints, parents, per-frame local transforms.
 animate_rig: a rig's weights, joints and parents held; per-frame bone transforms solved.
 Both return a Rig whose reconstruction error per frame is measured on what it exports (rigid
@@ -17,7 +18,7 @@ import numpy as np
 
 from ..errors import BadInput
 from .skeleton import bind_matrices, global_transforms, hierarchy, joint_positions, local_transforms
-from .skinning import decompose, skin, solve_transforms
+from .skinning import decompose, skin, smooth_weights, solve_transforms
 
 # "auto" tries 16 bones, then 32 where 16 leave more than AUTO_TARGET of the bounding-box diagonal
 # (the benchmark's 1 % bar, chosen before measuring anything: a mean error an animator would not
@@ -79,6 +80,8 @@ def new_rig(rest: np.ndarray, frames: np.ndarray, faces: np.ndarray, *, bones="a
             progress(i, len(counts), f"decomposing into {count} bones")
         weights, transforms = decompose(rest, frames, faces, min(count, len(rest)), influences=influences,
                                         seed=seed)
+        weights = smooth_weights(rest, frames, weights, influences)
+        transforms = solve_transforms(rest, frames, faces, weights)
         error = _error(skin(rest, weights, transforms), frames, diag)
         tried[weights.shape[1]] = float(error.mean())
         if best is None or error.mean() < best[2].mean():
