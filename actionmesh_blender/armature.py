@@ -55,7 +55,11 @@ def rig_from_armature(mesh_obj, arm_obj, rest: np.ndarray) -> dict:
         while up is not None and up.name not in index:
             up = up.parent
         parents.append(-1 if up is None else index[up.name])
-    return {"weights": weights, "bind": bind, "parents": np.array(parents), "names": [b.name for b in bones]}
+    # A connected bone whose parent is the bone it hangs from here keeps its head there (Blender
+    # ignores its location key); one whose real parent was left out may move freely.
+    connected = [bool(b.use_connect and b.parent is not None and b.parent.name in index) for b in bones]
+    return {"weights": weights, "bind": bind, "parents": np.array(parents), "names": [b.name for b in bones],
+            "connected": np.array(connected)}
 
 
 def new_armature(mesh_obj, collection, name: str, bind: np.ndarray, parents: np.ndarray, names: list,

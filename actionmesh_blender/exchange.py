@@ -175,7 +175,8 @@ def write_rig_npz(path: Path, rest: np.ndarray, triangles: np.ndarray, rig: dict
     with open(path, "wb") as f:
         np.savez(f, rest_vertices=np.asarray(rest, np.float32), faces=np.asarray(triangles, np.int64),
                  weights=np.asarray(rig["weights"], np.float32), bind=np.asarray(rig["bind"], np.float64),
-                 parents=np.asarray(rig["parents"], np.int64), names=np.asarray(rig["names"], dtype=str))
+                 parents=np.asarray(rig["parents"], np.int64), names=np.asarray(rig["names"], dtype=str),
+                 connected=np.asarray(rig.get("connected", np.zeros(len(rig["parents"]), bool)), bool))
 
 
 def read_rig(path: Path, n_vertices: int) -> dict:

@@ -506,3 +506,35 @@ def test_without_the_solver_the_rig_says_what_to_install(monkeypatch):
     rest = np.eye(3)
     with pytest.raises(Unsupported, match="py-dem-bones"):
         decompose(rest, np.stack([rest, rest + 0.1]), np.array([[0, 1, 2]]), 1)
+
+
+def test_connected_bones_of_a_given_rig_only_turn():
+    """A rig as an artist builds it: a joint at the hinge's pivot, connected to its parent (Blender
+    holds a connected bone's head at its parent's and ignores its location key). The motion of two
+    boxes turning about that pivot is reproduced by turning alone; every frame keeps the bone's rest
+    offset from its parent. With its joints where nothing pivots, turning alone could not follow."""
+    from scipy.spatial.transform import Rotation
+
+    from backend.rigging import animate_rig
+
+    rng = np.random.default_rng(0)
+    left = rng.uniform([-1.0, -0.15, -0.15], [0.0, 0.15, 0.15], (150, 3))
+    right = rng.uniform([0.0, -0.15, -0.15], [1.0, 0.15, 0.15], (150, 3))
+    rest = np.concatenate([left, right])
+    faces = np.array([[0, 1, 2], [150, 151, 152]])
+    frames = np.stack([np.concatenate([left + [0, 0.05 * t, 0], Rotation.from_rotvec([0, 0, 0.15 * t]).apply(right)
+                                       + [0, 0.05 * t, 0]]) for t in range(6)])
+    weights = np.zeros((300, 2))
+    weights[:150, 0] = weights[150:, 1] = 1.0
+    bind = np.tile(np.eye(4), (2, 1, 1))
+    bind[0, :3, 3] = [-0.5, 0, 0]  # the root in the left box
+    bind[1, :3, 3] = [0.0, 0, 0]  # the joint at the pivot
+    kw = dict(weights=weights, bind=bind, parents=np.array([-1, 0]), names=["upper", "lower"])
+    held = animate_rig(rest, frames, faces, connected=np.array([False, True]), **kw)
+    offset = (np.linalg.inv(bind[0]) @ bind[1])[:3, 3]
+    assert np.allclose(held.local[:, 1, :3, 3], offset)
+    assert held.error.max() < 1e-6, held.error
+    # Joints where nothing pivots (the right box's centre): turning alone cannot follow.
+    bind[1, :3, 3] = [0.5, 0, 0]
+    off_pivot = animate_rig(rest, frames, faces, connected=np.array([False, True]), **kw)
+    assert off_pivot.error.max() > 100 * held.error.max() + 1e-3

@@ -9,6 +9,7 @@
     local         [T, B, 4, 4] float64  per frame, each joint's transform relative to its parent's
                                         (a root's: to the mesh's coordinates); may be empty (T = 0)
     fps           float
+    connected     [B] bool (optional)   bones whose head stays at their parent's (they only turn)
 
 A rig to animate (`--rig`) needs rest_vertices, weights, bind, parents and names (the add-on writes
 them from an armature and its vertex groups); `local` and `fps` may be left out. Column vectors
@@ -37,6 +38,7 @@ class RigFile:
     names: list
     local: np.ndarray
     fps: float
+    connected: np.ndarray = None
 
 
 def write_rig_npz(path: str | os.PathLike, rig: RigFile) -> None:
@@ -46,7 +48,9 @@ def write_rig_npz(path: str | os.PathLike, rig: RigFile) -> None:
                      faces=np.asarray(rig.faces, np.int64), weights=np.asarray(rig.weights, np.float32),
                      bind=np.asarray(rig.bind, np.float64), parents=np.asarray(rig.parents, np.int64),
                      names=np.asarray(rig.names, dtype=str), local=np.asarray(rig.local, np.float64),
-                     fps=np.float64(rig.fps))
+                     fps=np.float64(rig.fps),
+                     connected=np.zeros(len(rig.parents), bool) if rig.connected is None else
+                     np.asarray(rig.connected, bool))
 
     atomic_write(Path(path), write)
 
@@ -71,12 +75,15 @@ def read_rig_npz(path: str | os.PathLike) -> RigFile:
             faces = np.asarray(data["faces"], np.int64) if "faces" in keys else np.zeros((0, 3), np.int64)
             local = np.asarray(data["local"], np.float64) if "local" in keys else np.zeros((0,) + bind.shape)
             fps = float(data["fps"]) if "fps" in keys else 24.0
+            connected = np.asarray(data["connected"], bool) if "connected" in keys else np.zeros(len(parents), bool)
     except BadInput:
         raise
     except Exception as exc:
         raise BadInput(f"{path.name} is not a valid rig.npz: {exc}") from exc
     _check(path.name, rest, weights, bind, parents, names)
-    return RigFile(rest, faces, weights, bind, parents, names, local, fps)
+    if connected.shape != parents.shape:
+        raise BadInput(f"{path.name}: connected has {connected.shape}, expected one flag per bone")
+    return RigFile(rest, faces, weights, bind, parents, names, local, fps, connected)
 
 
 def _check(name, rest, weights, bind, parents, names) -> None:

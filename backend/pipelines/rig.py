@@ -57,7 +57,7 @@ def run_rig(ctx: JobContext, *, animation: str, out: str, bones="auto", influenc
         given = read_rig_npz(rig)
         _check_given(given, rest, Path(rig).name)
         made = animate_rig(rest, frames, faces, weights=given.weights, bind=given.bind, parents=given.parents,
-                           names=given.names)
+                           names=given.names, connected=given.connected)
     else:
         made = new_rig(rest, frames, faces, bones=bones, influences=influences, seed=seed,
                        progress=lambda i, n, msg: ctx.progress("rig", i, n + 1, msg))
@@ -68,7 +68,8 @@ def run_rig(ctx: JobContext, *, animation: str, out: str, bones="auto", influenc
     with staged_output(ctx, out_dir) as staged:
         staged.steps = 2
         write_rig_npz(staged.tmp / "rig.npz", RigFile(rest, faces, made.weights, made.bind, made.parents,
-                                                       made.names, made.local, fps))
+                                                       made.names, made.local, fps,
+                                                       None if given is None else given.connected))
         write_skinned_glb(staged.tmp / "rigged.glb", rest, faces, weights=made.weights, bind=made.bind,
                           parents=made.parents, names=made.names, local=made.local, fps=fps,
                           name=Path(animation).parent.name or "ActionMesh", normals=smooth_normals(rest, faces))

@@ -100,8 +100,11 @@ def new_rig(rest: np.ndarray, frames: np.ndarray, faces: np.ndarray, *, bones="a
 
 
 def animate_rig(rest: np.ndarray, frames: np.ndarray, faces: np.ndarray, *, weights: np.ndarray,
-                bind: np.ndarray, parents: np.ndarray, names: list) -> Rig:
-    """A given rig (weights [V, B], bind [B, 4, 4], parents [B]) animated to follow frames [T, V, 3]."""
+                bind: np.ndarray, parents: np.ndarray, names: list, connected=None) -> Rig:
+    """A given rig (weights [V, B], bind [B, 4, 4], parents [B]) animated to follow frames [T, V, 3].
+    connected [B] (optional): bones whose head is held at their parent's (Blender's connected
+    bones ignore a location key): they keep their rest offset from the parent and turn only, and
+    the error is measured on that."""
     rest, frames = np.asarray(rest, np.float64), np.asarray(frames, np.float64)
     diag = check_animation(rest, frames)
     weights = np.asarray(weights, np.float64)
@@ -109,11 +112,42 @@ def animate_rig(rest: np.ndarray, frames: np.ndarray, faces: np.ndarray, *, weig
         raise BadInput(f"the rig weighs {weights.shape[0]} vertices; the animation has {len(rest)}")
     weights = weights / weights.sum(axis=1, keepdims=True)
     transforms = solve_transforms(rest, frames, faces, weights)
-    local = local_transforms(transforms @ np.asarray(bind)[None], np.asarray(parents))
+    bind, parents = np.asarray(bind, np.float64), np.asarray(parents, np.int64)
+    local = local_transforms(transforms @ bind[None], parents)
+    if connected is not None:
+        local = _turn_only(rest, frames, weights, bind, parents, local, np.asarray(connected, bool))
     rig = Rig(rest, np.asarray(faces, np.int64), weights, np.asarray(bind, np.float64),
               np.asarray(parents, np.int64), list(names), local)
     rig.error = _error(rig.posed(), frames, diag)
     return rig
+
+
+def _turn_only(rest, frames, weights, bind, parents, local, connected) -> np.ndarray:
+    """Connected bones keep their rest offset from the parent and only turn: parents first, each
+    such bone's rotation about its joint fitted (Kabsch with the centre held) to the vertices it
+    weighs, as its parent now moves them."""
+    from .skeleton import global_transforms, topological_order
+
+    local = local.copy()
+    homo = np.concatenate([rest, np.ones((len(rest), 1))], axis=1)
+    for b in topological_order(parents):
+        p = parents[b]
+        if p < 0 or not connected[b]:
+            continue
+        rest_local = np.linalg.inv(bind[p]) @ bind[b]
+        parent_global = global_transforms(local, parents)[:, p]  # [T, 4, 4]
+        carry = parent_global @ rest_local  # the joint's frame if it did not turn
+        u = (homo @ np.linalg.inv(bind[b]).T)[:, :3]  # vertices in the joint's rest frame
+        w = weights[:, b] ** 2
+        for t in range(len(frames)):
+            z = (frames[t] - carry[t, :3, 3]) @ carry[t, :3, :3]  # targets in that frame
+            h = (u * w[:, None]).T @ z
+            uu, _, vt = np.linalg.svd(h)
+            d = np.sign(np.linalg.det(vt.T @ uu.T)) or 1.0
+            turn = np.eye(4)
+            turn[:3, :3] = vt.T @ np.diag([1.0, 1.0, d]) @ uu.T
+            local[t, b] = rest_local @ turn
+    return local
 
 
 def timed(fn, *args, **kwargs):
