@@ -538,3 +538,24 @@ def test_connected_bones_of_a_given_rig_only_turn():
     bind[1, :3, 3] = [0.5, 0, 0]
     off_pivot = animate_rig(rest, frames, faces, connected=np.array([False, True]), **kw)
     assert off_pivot.error.max() > 100 * held.error.max() + 1e-3
+
+
+def test_a_cancelled_rig_writes_nothing(sydney, tmp_path):
+    """Cancel between the decomposition's parts (the service's cancel sets the event): the job
+    stops with Cancelled and leaves no output folder."""
+    from backend.errors import Cancelled
+    from backend.jobs import JobContext
+    from backend.pipelines.rig import run_rig
+
+    seen = []
+
+    def sink(stage, step, total, message):
+        seen.append(message)
+        if "skinning decomposition" in message:
+            ctx.cancel_event.set()
+
+    ctx = JobContext(sink)
+    with pytest.raises(Cancelled):
+        run_rig(ctx, animation=str(sydney["root"] / "run.npz"), out=str(tmp_path / "out"))
+    assert any("rigid segments" in m for m in seen) and not (tmp_path / "out").exists()
+    assert not list(tmp_path.glob(".out.*")), "no hidden partial folder left"

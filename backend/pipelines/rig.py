@@ -60,7 +60,7 @@ def run_rig(ctx: JobContext, *, animation: str, out: str, bones="auto", influenc
                            names=given.names, connected=given.connected)
     else:
         made = new_rig(rest, frames, faces, bones=bones, influences=influences, seed=seed,
-                       progress=lambda i, n, msg: ctx.progress("rig", i, n + 1, msg))
+                       progress=lambda i, n, msg: ctx.progress("rig", i, n, msg))
     ctx.check_cancel()
     ctx.progress("write", 0, 2, "writing rig.npz and rigged.glb")
     n_bones = made.weights.shape[1]

@@ -69,17 +69,25 @@ def check_animation(rest: np.ndarray, frames: np.ndarray) -> float:
 
 def new_rig(rest: np.ndarray, frames: np.ndarray, faces: np.ndarray, *, bones="auto", influences: int = 4,
             seed: int = 0, progress=None) -> Rig:
-    """A new rig for frames [T, V, 3] of rest [V, 3] (see the module docstring)."""
+    """A new rig for frames [T, V, 3] of rest [V, 3] (see the module docstring). progress(step,
+    total, message) before each part; it may raise to cancel (a job's progress does)."""
     rest, frames = np.asarray(rest, np.float64), np.asarray(frames, np.float64)
     diag = check_animation(rest, frames)
     influences = _check_influences(influences)
     counts = AUTO_BONES if bones == "auto" else (_check_bones(bones, len(rest)),)
     best, tried = None, {}
-    for i, count in enumerate(counts):
+    done = [0]
+    total = 3 * len(counts)
+
+    def step(message):
         if progress:
-            progress(i, len(counts), f"decomposing into {count} bones")
+            progress(done[0], total, message)
+        done[0] += 1
+
+    for count in counts:
         weights, transforms = decompose(rest, frames, faces, min(count, len(rest)), influences=influences,
-                                        seed=seed)
+                                        seed=seed, step=step)
+        step(f"{count} bones: weights across pieces, transforms again")
         weights = smooth_weights(rest, frames, weights, influences)
         transforms = solve_transforms(rest, frames, faces, weights)
         error = _error(skin(rest, weights, transforms), frames, diag)

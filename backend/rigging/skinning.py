@@ -46,10 +46,16 @@ def skin(rest: np.ndarray, weights: np.ndarray, transforms: np.ndarray) -> np.nd
 
 
 def decompose(rest: np.ndarray, frames: np.ndarray, faces: np.ndarray, bones: int, *, influences: int = 4,
-              iterations: int = SOLVER_ITERATIONS, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """A new rig's weights [V, B] and transforms [T, B, 4, 4] for frames [T, V, 3] of rest [V, 3]."""
+              iterations: int = SOLVER_ITERATIONS, seed: int = 0, step=None) -> tuple[np.ndarray, np.ndarray]:
+    """A new rig's weights [V, B] and transforms [T, B, 4, 4] for frames [T, V, 3] of rest [V, 3].
+    step(message), when given, is called before each part (a progress report and a chance to
+    cancel: the solver itself runs to its end once started)."""
     portable, dem_bones = _solver_module()
+    if step:
+        step(f"{bones} bones: rigid segments")
     labels, rot, trans = rigid_segments(rest, frames, bones, seed=seed)
+    if step:
+        step(f"{bones} bones: skinning decomposition")
     bones = rot.shape[0]
     solver = portable._prepare_solver(rest, frames, bones, faces=_polygons(faces), max_influences=influences,
                                       iterations=iterations, solver=dem_bones())
