@@ -242,7 +242,9 @@ print("RESULT: " + json.dumps({{"bones": len(arm.data.bones), "groups": len(mesh
     assert error.mean() < 0.004, error
 
 
-BAKE = '''
+# Blender's side of the two tests below: the extension installed, sydney's run as AM_ keys on a
+# new mesh (keyed from scene frame START), and the posed mesh read back in world coordinates.
+KEYED_MESH = '''
 import importlib, json
 import bpy
 import numpy as np
@@ -253,21 +255,20 @@ PKG = "bl_ext.user_default.actionmesh"
 shape_keys = importlib.import_module(PKG + ".shape_keys")
 data = np.load({npz!r})
 rest, faces, offsets = data["vertices"], data["faces"], data["offsets"]
+T, START = len(offsets), {start}
 mesh = bpy.data.meshes.new("Sydney")
 mesh.from_pydata(rest.tolist(), [], faces.tolist())
 obj = bpy.data.objects.new("Sydney", mesh)
 bpy.context.scene.collection.objects.link(obj)
-obj.location = (3.0, -1.0, 0.5)  # anywhere in the scene: the rig lives in the mesh's own space
 bpy.context.view_layer.objects.active = obj
 obj.select_set(True)
 scene = bpy.context.scene
-shape_keys.apply_offsets_as_shape_keys(obj, offsets, start_frame=5, scene=scene)
 
-def world_frames(o):
-    scene = bpy.context.scene  # undo replaces the scene's data: look it up again
+def poses(o, first, count):
+    """The evaluated mesh in world coordinates at scene frames first .. first + count - 1."""
     out = []
-    for t in range(len(offsets)):
-        scene.frame_set(5 + t)
+    for f in range(first, first + count):
+        bpy.context.scene.frame_set(f)  # undo replaces the scene's data: look it up each time
         ev = o.evaluated_get(bpy.context.evaluated_depsgraph_get())
         m = ev.to_mesh()
         co = np.empty(len(m.vertices) * 3)
@@ -276,6 +277,15 @@ def world_frames(o):
         mw = np.array(o.matrix_world)
         out.append(co.reshape(-1, 3) @ mw[:3, :3].T + mw[:3, 3])
     return np.stack(out)
+'''
+
+
+BAKE = KEYED_MESH + '''
+obj.location = (3.0, -1.0, 0.5)  # anywhere in the scene: the rig lives in the mesh's own space
+shape_keys.apply_offsets_as_shape_keys(obj, offsets, start_frame=START, scene=scene)
+
+def world_frames(o):
+    return poses(o, START, T)
 
 keys_pose = world_frames(obj)
 state = {{"objects": sorted(o.name for o in bpy.data.objects), "groups": len(obj.vertex_groups),
@@ -339,7 +349,7 @@ print("RESULT: " + json.dumps({{"status": sorted(status), "status2": sorted(stat
 def test_bake_to_armature_in_blender(bpy_version, extension_zip, sydney, tmp_path):
     """The AM_ keys of a mesh placed anywhere become an armature, weights and bone keys that pose
     it as the keys did; the selected armature can be keyed instead; undo restores the scene."""
-    script = BAKE.format(zip=extension_zip, npz=str(sydney["root"] / "run.npz"))
+    script = BAKE.format(zip=extension_zip, npz=str(sydney["root"] / "run.npz"), start=5)
     r = run_blender(script, bpy_version, tmp_path=tmp_path, env={"ACTIONMESH_BACKEND_PYTHON": sys.executable})
     assert r["status"] == ["FINISHED"], r["baked"]["error"]
     baked = r["baked"]
@@ -363,40 +373,9 @@ def test_bake_to_armature_in_blender(bpy_version, extension_zip, sydney, tmp_pat
     assert bad["unchanged"], bad
 
 
-EXPORT = '''
-import importlib, json
-import bpy
-import numpy as np
-
-bpy.ops.wm.read_factory_settings(use_empty=True)
-bpy.ops.extensions.package_install_files(filepath={zip!r}, repo="user_default", enable_on_install=True)
-PKG = "bl_ext.user_default.actionmesh"
-shape_keys = importlib.import_module(PKG + ".shape_keys")
-data = np.load({npz!r})
-rest, faces, offsets = data["vertices"], data["faces"], data["offsets"]
-T = len(offsets)
-mesh = bpy.data.meshes.new("Sydney")
-mesh.from_pydata(rest.tolist(), [], faces.tolist())
-obj = bpy.data.objects.new("Sydney", mesh)
-bpy.context.scene.collection.objects.link(obj)
-bpy.context.view_layer.objects.active = obj
-obj.select_set(True)
-scene = bpy.context.scene
-scene.frame_start, scene.frame_end = 1, T
-shape_keys.apply_offsets_as_shape_keys(obj, offsets, start_frame=1, scene=scene)
-
-def poses(o, first, count):
-    out = []
-    for f in range(first, first + count):
-        bpy.context.scene.frame_set(f)
-        ev = o.evaluated_get(bpy.context.evaluated_depsgraph_get())
-        m = ev.to_mesh()
-        co = np.empty(len(m.vertices) * 3)
-        m.vertices.foreach_get("co", co)
-        ev.to_mesh_clear()
-        mw = np.array(o.matrix_world)
-        out.append(co.reshape(-1, 3) @ mw[:3, :3].T + mw[:3, 3])
-    return np.stack(out)
+EXPORT = KEYED_MESH + '''
+scene.frame_start, scene.frame_end = START, T
+shape_keys.apply_offsets_as_shape_keys(obj, offsets, start_frame=START, scene=scene)
 
 truth = poses(obj, 1, T)
 diag = float(np.linalg.norm(truth[0].max(axis=0) - truth[0].min(axis=0)))
@@ -445,7 +424,8 @@ os._exit(0)  # bpy 4.2 can crash tearing down after the importers ran; the resul
 def test_the_result_leaves_through_blenders_own_exporters(bpy_version, extension_zip, sydney, tmp_path):
     """The routes to other tools, no code of ours on the way: the shape-key result to Alembic, the
     baked rig to FBX and glTF; each re-imported into an empty scene moves as the keys did."""
-    script = EXPORT.format(zip=extension_zip, npz=str(sydney["root"] / "run.npz"), abc=str(tmp_path / "run.abc"),
+    script = EXPORT.format(zip=extension_zip, npz=str(sydney["root"] / "run.npz"), start=1,
+                           abc=str(tmp_path / "run.abc"),
                            fbx=str(tmp_path / "run.fbx"), glb=str(tmp_path / "run.glb"))
     r = run_blender(script, bpy_version, tmp_path=tmp_path, env={"ACTIONMESH_BACKEND_PYTHON": sys.executable})
     assert "armature" in r["baked"], r["baked"]
