@@ -1,9 +1,10 @@
 """What every benchmark's command line does the same way: comma-separated choices checked against
-what exists, and the figures written as JSON beside the printed table."""
+what exists, timing a call, and the figures written as JSON beside the printed table."""
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Dict, List, Sequence
 
@@ -16,6 +17,13 @@ def choices(parser, **given: "tuple[str, Sequence[str]]") -> Dict[str, List[str]
     if bad:
         parser.error(f"unknown: {', '.join(bad)}")
     return chosen
+
+
+def timed(fn, *args, **kwargs):
+    """(fn's result, the seconds it took)."""
+    started = time.monotonic()
+    out = fn(*args, **kwargs)
+    return out, time.monotonic() - started
 
 
 def write_json(path, figures) -> None:

@@ -28,7 +28,7 @@ import time
 
 import numpy as np
 
-from .common import choices, write_json
+from .common import choices, timed, write_json
 
 TUNING = ("panda-bend", "panda-wave", "sydney-run")
 VALIDATION = ("panda-sway", "panda-twist", "creature", "articulated-0", "articulated-1", "sydney-attack",
@@ -107,10 +107,22 @@ def seam_error(rest, posed, frames, diag, k: int = 8) -> float:
     return total / len(frames) / diag
 
 
+def _rigid_row(rest, frames, count: int, diag: float) -> dict:
+    """The baseline at `count` bones: rigid segments, no blending."""
+    from backend.rigging.segments import apply_segments, rigid_segments
+
+    (labels, rot, trans), secs = timed(rigid_segments, rest, frames, count)
+    posed = apply_segments(rest, labels, rot, trans)
+    return {"error": _error(posed, frames, diag), "seams": seam_error(rest, posed, frames, diag), "seconds": secs}
+
+
+def _rig_row(rig, secs: float, rest, frames, diag: float) -> dict:
+    """A rig's figures: its own error (new_rig measures it against these frames) and its seams."""
+    return {"error": float(rig.error.mean()), "seams": seam_error(rest, rig.posed(), frames, diag), "seconds": secs}
+
+
 def run_case(name: str, bones) -> dict:
     from backend.rigging import animate_rig, new_rig
-    from backend.rigging.rig import timed
-    from backend.rigging.segments import apply_segments, rigid_segments
 
     case = load_case(name)
     rest, frames, faces = case["rest"], case["frames"], case["faces"]
@@ -121,28 +133,18 @@ def run_case(name: str, bones) -> dict:
         given, secs = timed(animate_rig, rest, case["target"], faces, weights=rig.weights, bind=rig.bind,
                             parents=rig.parents, names=rig.names)
         still = _error(np.broadcast_to(rest, case["target"].shape), case["target"], diag)
-        row.update(retarget={"bones": int(rig.weights.shape[1]), "error": _error(given.posed(), case["target"], diag),
+        row.update(retarget={"bones": int(rig.weights.shape[1]), "error": float(given.error.mean()),
                              "still": still, "seconds": secs, "rig_seconds": secs_new})
         return row
     for count in bones:
-        (labels, rot, trans), secs_rigid = timed(rigid_segments, rest, frames, count)
         rig, secs = timed(new_rig, rest, frames, faces, bones=count)
-        rigid_posed, posed = apply_segments(rest, labels, rot, trans), rig.posed()
-        row["by_bones"][str(count)] = {
-            "rigid": {"error": _error(rigid_posed, frames, diag), "seams": seam_error(rest, rigid_posed, frames, diag),
-                      "seconds": secs_rigid},
-            "ssdr": {"error": _error(posed, frames, diag), "seams": seam_error(rest, posed, frames, diag),
-                     "seconds": secs}}
+        row["by_bones"][str(count)] = {"rigid": _rigid_row(rest, frames, count, diag),
+                                       "ssdr": _rig_row(rig, secs, rest, frames, diag)}
     rig, secs = timed(new_rig, rest, frames, faces, bones="auto")
     count = int(rig.weights.shape[1])
     if str(count) not in row["by_bones"]:
-        (labels, rot, trans), secs_rigid = timed(rigid_segments, rest, frames, count)
-        rigid_posed = apply_segments(rest, labels, rot, trans)
-        row["by_bones"][str(count)] = {
-            "rigid": {"error": _error(rigid_posed, frames, diag), "seams": seam_error(rest, rigid_posed, frames, diag),
-                      "seconds": secs_rigid}}
-    row["auto"] = {"bones": count, "error": _error(rig.posed(), frames, diag), "seconds": secs,
-                   "seams": seam_error(rest, rig.posed(), frames, diag),
+        row["by_bones"][str(count)] = {"rigid": _rigid_row(rest, frames, count, diag)}
+    row["auto"] = {"bones": count, **_rig_row(rig, secs, rest, frames, diag),
                    "still": _error(np.broadcast_to(rest, frames.shape), frames, diag)}
     return row
 

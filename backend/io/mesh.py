@@ -106,16 +106,27 @@ def write_animation_npz(path: Path, vertices: np.ndarray, faces: np.ndarray, off
     atomic_write(path, write)
 
 
+def load_npz(path: Path, kind: str, required) -> dict:
+    """Every array of an .npz of ours (`kind`: "animation", "rig"; never unpickled) -> {name: array};
+    BadInput for a missing file, one numpy cannot read, or one lacking a `required` array."""
+    if not path.is_file():
+        raise BadInput(f"{kind} file not found: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            out = {k: data[k] for k in data.files}
+    except Exception as exc:
+        raise BadInput(f"{path.name} is not a valid {kind}.npz: {exc}") from exc
+    missing = sorted(set(required) - set(out))
+    if missing:
+        raise BadInput(f"{path.name} is not a valid {kind}.npz: it lacks {', '.join(missing)}")
+    return out
+
+
 def read_animation_npz(path: str | os.PathLike) -> dict:
     """Load and check an animation.npz; the add-on has its own numpy-only reader with the same checks."""
     path = Path(path)
-    if not path.is_file():
-        raise BadInput(f"animation file not found: {path}")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            out = {k: data[k] for k in ("vertices", "faces", "offsets", "fps")}
-    except Exception as exc:
-        raise BadInput(f"{path.name} is not a valid animation.npz: {exc}") from exc
+    keys = ("vertices", "faces", "offsets", "fps")
+    out = {k: v for k, v in load_npz(path, "animation", keys).items() if k in keys}
     v, o = out["vertices"], out["offsets"]
     if v.ndim != 2 or v.shape[1] != 3 or o.ndim != 3 or o.shape[1:] != v.shape:
         raise BadInput(f"{path.name}: offsets {o.shape} do not match vertices {v.shape}")

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BadInput
-from .mesh import atomic_write
+from .mesh import atomic_write, load_npz
 
 
 @dataclass
@@ -58,27 +58,19 @@ def write_rig_npz(path: str | os.PathLike, rig: RigFile) -> None:
 def read_rig_npz(path: str | os.PathLike) -> RigFile:
     """Load and check a rig.npz; BadInput naming the problem."""
     path = Path(path)
-    if not path.is_file():
-        raise BadInput(f"rig file not found: {path}")
+    data = load_npz(path, "rig", ("rest_vertices", "weights", "bind", "parents"))
     try:
-        with np.load(path, allow_pickle=False) as data:
-            keys = set(data.files)
-            missing = {"rest_vertices", "weights", "bind", "parents"} - keys
-            if missing:
-                raise BadInput(f"{path.name} lacks {', '.join(sorted(missing))} (see backend/io/rig.py)")
-            rest = np.asarray(data["rest_vertices"], np.float64)
-            weights = np.asarray(data["weights"], np.float64)
-            bind = np.asarray(data["bind"], np.float64)
-            parents = np.asarray(data["parents"], np.int64)
-            names = [str(n) for n in data["names"]] if "names" in keys else [f"Bone_{b:02d}" for b in
-                                                                              range(len(parents))]
-            faces = np.asarray(data["faces"], np.int64) if "faces" in keys else np.zeros((0, 3), np.int64)
-            local = np.asarray(data["local"], np.float64) if "local" in keys else np.zeros((0,) + bind.shape)
-            fps = float(data["fps"]) if "fps" in keys else 24.0
-            connected = np.asarray(data["connected"], bool) if "connected" in keys else np.zeros(len(parents), bool)
-    except BadInput:
-        raise
-    except Exception as exc:
+        rest = np.asarray(data["rest_vertices"], np.float64)
+        weights = np.asarray(data["weights"], np.float64)
+        bind = np.asarray(data["bind"], np.float64)
+        parents = np.asarray(data["parents"], np.int64)
+        names = [str(n) for n in data["names"]] if "names" in data else [f"Bone_{b:02d}" for b in
+                                                                          range(len(parents))]
+        faces = np.asarray(data["faces"], np.int64) if "faces" in data else np.zeros((0, 3), np.int64)
+        local = np.asarray(data["local"], np.float64) if "local" in data else np.zeros((0,) + bind.shape)
+        fps = float(data["fps"]) if "fps" in data else 24.0
+        connected = np.asarray(data["connected"], bool) if "connected" in data else np.zeros(len(parents), bool)
+    except (TypeError, ValueError) as exc:  # arrays of the wrong kind (text where numbers belong)
         raise BadInput(f"{path.name} is not a valid rig.npz: {exc}") from exc
     _check(path.name, rest, weights, bind, parents, names)
     if connected.shape != parents.shape:

@@ -11,7 +11,6 @@ joint transforms, the weights as written).
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -73,8 +72,8 @@ def new_rig(rest: np.ndarray, frames: np.ndarray, faces: np.ndarray, *, bones="a
     total, message) before each part; it may raise to cancel (a job's progress does)."""
     rest, frames = np.asarray(rest, np.float64), np.asarray(frames, np.float64)
     diag = check_animation(rest, frames)
-    influences = _check_influences(influences)
-    counts = AUTO_BONES if bones == "auto" else (_check_bones(bones, len(rest)),)
+    influences = _count("influences", influences, MAX_INFLUENCES)
+    counts = AUTO_BONES if bones == "auto" else (_count("bones", bones, MAX_BONES, " or 'auto'"),)
     best, tried = None, {}
     done = [0]
     total = 3 * len(counts)
@@ -158,32 +157,16 @@ def _turn_only(rest, frames, weights, bind, parents, local, connected) -> np.nda
     return local
 
 
-def timed(fn, *args, **kwargs):
-    """(fn's result, seconds)."""
-    started = time.monotonic()
-    out = fn(*args, **kwargs)
-    return out, time.monotonic() - started
-
-
 def _error(posed: np.ndarray, frames: np.ndarray, diag: float) -> np.ndarray:
     return np.linalg.norm(posed - frames, axis=-1).mean(axis=1) / diag
 
 
-def _check_bones(bones, n_vertices: int) -> int:
+def _count(name: str, value, most: int, also: str = "") -> int:
+    """A count from 1 to `most`; BadInput naming `name` (and `also`, what else it may be) otherwise."""
     try:
-        count = int(bones)
+        count = int(value)
     except (TypeError, ValueError):
-        raise BadInput(f"bones must be a number or 'auto', got {bones!r}") from None
-    if not 1 <= count <= MAX_BONES:
-        raise BadInput(f"bones must be between 1 and {MAX_BONES}, got {count}")
-    return min(count, n_vertices)
-
-
-def _check_influences(influences) -> int:
-    try:
-        count = int(influences)
-    except (TypeError, ValueError):
-        raise BadInput(f"influences must be a number, got {influences!r}") from None
-    if not 1 <= count <= MAX_INFLUENCES:
-        raise BadInput(f"influences must be between 1 and {MAX_INFLUENCES}, got {count}")
+        raise BadInput(f"{name} must be a number{also}, got {value!r}") from None
+    if not 1 <= count <= most:
+        raise BadInput(f"{name} must be between 1 and {most}, got {count}")
     return count

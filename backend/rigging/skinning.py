@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import BadInput, Unsupported
-from .segments import rigid_segments
+from .segments import rigid_fit, rigid_segments
 
 SOLVER_ITERATIONS = 20
 TRANSFORM_ITERATIONS = 10
@@ -111,8 +111,6 @@ def solve_transforms(rest: np.ndarray, frames: np.ndarray, faces: np.ndarray, we
     portable, dem_bones = _solver_module()
     bones = weights.shape[1]
     # Start from each bone's own rigid fit to the vertices it weighs most.
-    from .segments import rigid_fit
-
     rot, trans = rigid_fit(rest, frames, weights.T ** 2)
     solver = portable._prepare_solver(rest, frames, bones, faces=_polygons(faces),
                                       max_influences=max(1, int((weights > 0).sum(axis=1).max())),
