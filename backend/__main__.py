@@ -61,7 +61,13 @@ def _parser() -> argparse.ArgumentParser:
     rec.add_argument("--json", action="store_true", help="print the result as one JSON line")
 
     gen = sub.add_parser("generate", help="video (or frames) -> animated mesh: ActionMesh's pipeline (Stage 0, I, II)")
-    gen.add_argument("--input", required=True, help="a video file, or a folder of PNG/JPG frames (natural order)")
+    gen.add_argument("--input", default=None, help="a video file, or a folder of PNG/JPG frames (natural order)")
+    gen.add_argument("--prompt", default=None, help="instead of --input: describe the subject and its motion; a video "
+                     "model makes the clip (written as prompt_video.mp4; --frames 16-49, default 16)")
+    gen.add_argument("--view", default=None, help="--prompt: the clip's first frame (with --mesh: an image of the mesh "
+                     "in its pose, as the add-on renders it)")
+    gen.add_argument("--video-model", default=None, help="--prompt: the video model (models list; default: "
+                     "wan2.1-t2v-1.3b for text, wan2.2-ti2v-5b with --view)")
     gen.add_argument("--out", required=True, help="output folder (new or empty): animation.npz, animated.glb, "
                                                   "anchor.glb, report.json")
     gen.add_argument("--mesh", default=None, help="animate this mesh instead of generating one from frame 0; "
@@ -103,6 +109,19 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--resolution", type=int, default=None,
                      help="surface extraction grid (default: the model set's own, else 512, the release's)")
     gen.add_argument("--json", action="store_true", help="print the result as one JSON line")
+
+    pv = sub.add_parser("prompt-video", help="a prompt -> a short clip of one subject (the first step of generate "
+                        "--prompt), to judge before the mesh job")
+    pv.add_argument("--prompt", required=True, help="the subject and its motion")
+    pv.add_argument("--out", required=True, help="the clip to write (.mp4)")
+    pv.add_argument("--image", default=None, help="the first frame to continue (an image-to-video model)")
+    pv.add_argument("--frames", type=int, default=16, help="clip length, 16-49 (default 16)")
+    pv.add_argument("--seed", type=int, default=0)
+    pv.add_argument("--video-model", default=None, help="default: wan2.1-t2v-1.3b, or wan2.2-ti2v-5b with --image")
+    pv.add_argument("--models-dir", default=None, help="a folder with the models (default: the hub cache)")
+    pv.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"])
+    pv.add_argument("--low-vram", action="store_true", help="offload the video model's parts to the CPU between uses")
+    pv.add_argument("--json", action="store_true", help="print the result as one JSON line")
 
     rig = sub.add_parser("rig", help="animation -> a skinned rig (armature, weights, bone keys): rig.npz, rigged.glb")
     rig.add_argument("--animation", required=True, help="an animation.npz (what generate and register write)")
@@ -214,12 +233,19 @@ def main(argv=None) -> int:
     if args.command == "generate":
         from .pipelines import run_generate
 
-        return _run_job(run_generate, args.json, input=args.input, out=args.out, mesh=args.mesh, known=args.known,
+        return _run_job(run_generate, args.json, input=args.input, prompt=args.prompt, view=args.view,
+                        video_model=args.video_model, out=args.out, mesh=args.mesh, known=args.known,
                         loop=args.loop, masks=args.masks, start=args.start, frames=args.frames, stride=args.stride,
                         fps=args.fps, seed=args.seed, device=args.device, fast=args.fast, low_vram=args.low_vram,
                         models_dir=args.models_dir, stage1_meshes=args.stage1_meshes, stage0_steps=args.stage0_steps,
                         stage1_steps=args.stage1_steps, resolution=args.resolution, method=args.method,
                         camera=args.camera, refuse_mismatch=args.refuse_mismatch)
+    if args.command == "prompt-video":
+        from .pipelines import make_clip
+
+        return _run_job(make_clip, args.json, prompt=args.prompt, out=args.out, image=args.image, frames=args.frames,
+                        seed=args.seed, video_model=args.video_model, models_dir=args.models_dir, device=args.device,
+                        low_vram=args.low_vram)
     if args.command == "rig":
         from .pipelines import run_rig
 

@@ -78,7 +78,7 @@ def test_registry_pins_full_commits_and_only_safe_files():
         assert spec.size_bytes > 0 and spec.licence.name and spec.licence.url.startswith("https://")
     assert not ACTIONMESH.licence.commercial_use and not RMBG.licence.commercial_use
     assert TRIPOSG.licence.commercial_use and DINOV2.licence.commercial_use
-    assert [m.name for m in MODELS.values() if not m.required] == ["rmbg"]
+    assert [m.name for m in MODELS.values() if not m.required] == ["rmbg", "wan2.1-t2v-1.3b", "wan2.2-ti2v-5b"]
 
 
 # ---------------------------------------------------------------- the tiny set in both layouts
@@ -88,7 +88,8 @@ def test_tiny_random_set_is_ready_in_a_models_folder(tiny_set, tmp_path):
     models, _ = tiny_set
     state = listing(models, env=isolated(tmp_path))
     assert {n: m["state"] for n, m in state.items()} == {
-        "actionmesh": "ready", "triposg": "ready", "dinov2": "ready", "rmbg": "missing"}
+        "actionmesh": "ready", "triposg": "ready", "dinov2": "ready", "rmbg": "missing",
+        "wan2.1-t2v-1.3b": "missing", "wan2.2-ti2v-5b": "missing"}
     assert Path(state["actionmesh"]["folder"]) == models / "facebook" / "ActionMesh"
     proc = run("models", "verify", "--models-dir", models, env=isolated(tmp_path))
     assert proc.returncode == 0, proc.stderr
@@ -203,8 +204,10 @@ def test_tiny_random_writes_rmbg_only_when_asked(tmp_path):
     proc = run("models", "tiny-random", tmp_path / "with", "--with-rmbg")
     assert proc.returncode == 0, proc.stderr
     states = {name: m["state"] for name, m in listing(tmp_path / "with", env=isolated(tmp_path)).items()}
-    assert states == {name: "ready" for name in states}, states  # rmbg besides the three (without: missing,
-    # as test_tiny_random_set_is_ready_in_a_models_folder checks)
+    # rmbg besides the three (without: missing, as test_tiny_random_set_is_ready_in_a_models_folder
+    # checks); the video models only with --with-video (tests/test_prompt.py)
+    assert states == {**{name: "ready" for name in ("actionmesh", "triposg", "dinov2", "rmbg")},
+                      "wan2.1-t2v-1.3b": "missing", "wan2.2-ti2v-5b": "missing"}, states
 
 
 # ---------------------------------------------------------------- missing and partial

@@ -114,7 +114,8 @@ def test_status_verify_and_remove_in_a_models_folder(tiny_models, tmp_path, peer
     assert reply["type"] == "result", reply
     out = reply["outputs"]
     assert out["kind"] == "models folder" and out["root"] == str(models)
-    assert states(out) == {"actionmesh": "ready", "triposg": "ready", "dinov2": "ready", "rmbg": "missing"}
+    assert states(out) == {"actionmesh": "ready", "triposg": "ready", "dinov2": "ready", "rmbg": "missing",
+                           "wan2.1-t2v-1.3b": "missing", "wan2.2-ti2v-5b": "missing"}
     by_name = {m["name"]: m for m in out["models"]}
     for name, spec in MODELS.items():
         entry = by_name[name]
@@ -149,7 +150,8 @@ def test_status_verify_and_remove_in_a_models_folder(tiny_models, tmp_path, peer
     assert keep.read_text() == "mine" and not (models / "facebook" / "ActionMesh" / "denoiser").exists()
     reply, _ = peer.run("models_status", models_dir=str(models))
     assert states(reply["outputs"]) == {"actionmesh": "missing", "triposg": "partial", "dinov2": "ready",
-                                        "rmbg": "missing"}
+                                        "rmbg": "missing",
+                                        "wan2.1-t2v-1.3b": "missing", "wan2.2-ti2v-5b": "missing"}
     reply, _ = peer.run("models_remove", name="dinov2", models_dir=str(models))
     assert not (models / "facebook" / "dinov2-large").exists()  # emptied folders go
     keep.unlink()
@@ -179,7 +181,8 @@ def test_status_and_remove_in_the_hub_cache(tiny_models, tmp_path, peer_factory)
     reply, _ = peer.run("models_status")
     out = reply["outputs"]
     assert out["kind"] == "hub cache" and out["root"] == str(cache)
-    assert states(out) == {"actionmesh": "ready", "triposg": "ready", "dinov2": "ready", "rmbg": "missing"}
+    assert states(out) == {"actionmesh": "ready", "triposg": "ready", "dinov2": "ready", "rmbg": "missing",
+                           "wan2.1-t2v-1.3b": "missing", "wan2.2-ti2v-5b": "missing"}
     reply, _ = peer.run("models_remove", name="triposg")
     assert reply["type"] == "result" and reply["outputs"]["state"] == "missing"
     assert not (cache / "models--VAST-AI--TripoSG").exists()
@@ -217,7 +220,8 @@ def test_download_through_the_service_never_shows_the_token(tiny_models, tmp_pat
         assert steps == sorted(steps) and steps[-1] == total
         reply, _ = peer.run("models_status", models_dir=str(target))
         assert states(reply["outputs"]) == {"actionmesh": "ready", "triposg": "ready", "dinov2": "ready",
-                                            "rmbg": "missing"}
+                                            "rmbg": "missing",
+                                            "wan2.1-t2v-1.3b": "missing", "wan2.2-ti2v-5b": "missing"}
         # Ready models need no network: nothing is requested again.
         hub.requested.clear()
         reply, _ = peer.run("models_download", names=["dinov2"], models_dir=str(target), token=SECRET)

@@ -225,18 +225,21 @@ def test_model_manager_and_setup_in_blender(bpy_version, addon_zip, tiny_models,
         out, output = run_script(bpy_version, tmp_path, paths, env)
         assert set(hub.authorization) == {f"Bearer {SECRET}"}  # the token did reach the hub
 
-    assert out["ready"] == {"actionmesh": "ready", "triposg": "ready", "dinov2": "ready", "rmbg": "missing"}
+    assert out["ready"] == {"actionmesh": "ready", "triposg": "ready", "dinov2": "ready", "rmbg": "missing",
+                            "wan2.1-t2v-1.3b": "missing", "wan2.2-ti2v-5b": "missing"}
     labels = " | ".join(out["ready_labels"])
     for spec in MODELS.values():
         assert spec.repo_id in labels and spec.size_text() in labels and spec.licence.name in labels
     assert "Online access is off" in labels
     assert not any(out["download_enabled_offline"].values())
-    assert out["remove_enabled"] == {"actionmesh": True, "triposg": True, "dinov2": True, "rmbg": False}
+    assert out["remove_enabled"] == {"actionmesh": True, "triposg": True, "dinov2": True, "rmbg": False,
+                                     "wan2.1-t2v-1.3b": False, "wan2.2-ti2v-5b": False}
     assert set(out["empty"].values()) == {"missing"}
     assert out["partial"]["triposg"] == "partial" and "truncated" in out["partial_problem"]
     assert out["after_remove_entry"] == "missing"
     assert out["after_remove"] == {"actionmesh": "missing", "triposg": "partial", "dinov2": "ready",
-                                   "rmbg": "missing"}
+                                   "rmbg": "missing",
+                                   "wan2.1-t2v-1.3b": "missing", "wan2.2-ti2v-5b": "missing"}
     assert "triposg partial" in out["verify_message"]
 
     assert out["online_default"] is False and out["online_now"] is True

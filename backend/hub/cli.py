@@ -6,7 +6,7 @@
     models path NAME   [--models-dir DIR]             the folder holding the model's files
     models download    NAME|all [--models-dir DIR] [--accept-licence] [--token T] [--json]
     models remove      NAME [--models-dir DIR]        delete that model's files (only ours, only there)
-    models tiny-random DIR [--seed N] [--hub-cache CACHE] [--with-rmbg]
+    models tiny-random DIR [--seed N] [--hub-cache CACHE] [--with-rmbg] [--with-video]
                        small random models in the released layouts (tests, offline checks)
     weights manifest NAME                         {parameter: shape} of our module, official config
 
@@ -70,6 +70,8 @@ def _models_parser() -> argparse.ArgumentParser:
     tr.add_argument("--with-rmbg", action="store_true",
                     help="also write a small random RMBG-1.4 (background removal for frames without alpha; "
                          "its masks are random)")
+    tr.add_argument("--with-video", action="store_true",
+                    help="also write small random versions of the prompt path's video models (generate --prompt)")
     return p
 
 
@@ -198,6 +200,10 @@ def cmd_tiny_random(args) -> int:
     from .tiny import copy_to_hub_cache, write_tiny_random
 
     summary = write_tiny_random(args.dir, seed=args.seed, rmbg=args.with_rmbg)
+    if args.with_video:
+        from .tiny_video import write_tiny_video
+
+        summary["models"] += write_tiny_video(args.dir, seed=args.seed)
     if args.hub_cache:
         summary["hub_cache"] = copy_to_hub_cache(args.dir, args.hub_cache)
     print(json.dumps(summary))

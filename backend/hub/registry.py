@@ -12,6 +12,11 @@ repositories, and two of them agree with the short commit the hub's own file pag
 "Update license" on `main`). If a pin turns out to be wrong, `models download` fails with
 "revision not found" and nothing else changes: correct it here.
 
+The video models' pins (Wan2.1-T2V-1.3B at 0fad780a, Wan2.2-TI2V-5B at b8fff731) and their file
+lists and sizes come the same way: public download manifests that list every file of those
+commits with its size and SHA-256, and the hub's tree pages. We take the tokenizer's
+tokenizer.json, not its SentencePiece model (the fast tokenizer reads the first alone).
+
 Sizes: bytes of the files we take, rounded. ActionMesh and the TripoSG VAE are our parameter
 counts (the official manifests) x 4 bytes (float32); the other weights files are the sizes the
 hub's file pages list. A public listing of full snapshots at these revisions agrees (ActionMesh
@@ -150,7 +155,93 @@ RMBG = ModelSpec(
     required=False,
 )
 
-MODELS: Dict[str, ModelSpec] = {m.name: m for m in (ACTIONMESH, TRIPOSG, DINOV2, RMBG)}
+# -- the prompt path's video models (`generate --prompt`): diffusers' own pipelines, no remote code.
+
+
+@dataclass(frozen=True)
+class VideoModel:
+    """How the prompt path runs a video model: its diffusers pipeline and the generation settings
+    of its model card. A model set may override height, width and steps with the private defaults
+    key of its model_index.json (the tiny set does)."""
+
+    image_to_video: bool  # True: also continues a given first frame (Wan2.2 TI2V); the text path works either way
+    height: int
+    width: int
+    steps: int
+    guidance: float
+    flow_shift: float  # the UniPC scheduler's shift the model card uses at this size
+    fps: float  # the rate its clips are made for
+    max_tokens: int  # the text encoder's sequence length: a longer prompt is refused, not cut
+    frame_step: int  # the VAE's temporal compression: clips are 1 + k * frame_step frames long
+    parameters: int  # transformer + text encoder + VAE, for the CPU estimate and `plan`
+    gpu_gib: float  # the least GPU memory the model card runs it in (with offload)
+
+
+WAN_T2V = ModelSpec(
+    name="wan2.1-t2v-1.3b",
+    repo_id="Wan-AI/Wan2.1-T2V-1.3B-Diffusers",
+    revision="0fad780a534b6463e45facd96134c9f345acfa5b",
+    files=(
+        "model_index.json",
+        "scheduler/scheduler_config.json",
+        "text_encoder/config.json",
+        *(f"text_encoder/model-{i:05d}-of-00005.safetensors" for i in range(1, 6)),
+        "text_encoder/model.safetensors.index.json",
+        "tokenizer/special_tokens_map.json",
+        "tokenizer/tokenizer.json",
+        "tokenizer/tokenizer_config.json",
+        "transformer/config.json",
+        *(f"transformer/diffusion_pytorch_model-{i:05d}-of-00002.safetensors" for i in range(1, 3)),
+        "transformer/diffusion_pytorch_model.safetensors.index.json",
+        "vae/config.json",
+        "vae/diffusion_pytorch_model.safetensors",
+    ),
+    licence=Licence("Apache-2.0", "https://huggingface.co/Wan-AI/Wan2.1-T2V-1.3B-Diffusers", commercial_use=True),
+    # all float32: text encoder (UMT5-XXL's encoder) 22.72 GB, transformer 5.68 GB, VAE 0.51 GB.
+    size_bytes=28_920_000_000,
+    purpose="text to video for `generate --prompt` (a new object from a prompt); fits a 12 GB GPU",
+    required=False,
+)
+
+WAN_TI2V = ModelSpec(
+    name="wan2.2-ti2v-5b",
+    repo_id="Wan-AI/Wan2.2-TI2V-5B-Diffusers",
+    revision="b8fff7315c768468a5333511427288870b2e9635",
+    files=(
+        "model_index.json",
+        "scheduler/scheduler_config.json",
+        "text_encoder/config.json",
+        *(f"text_encoder/model-{i:05d}-of-00003.safetensors" for i in range(1, 4)),
+        "text_encoder/model.safetensors.index.json",
+        "tokenizer/special_tokens_map.json",
+        "tokenizer/tokenizer.json",
+        "tokenizer/tokenizer_config.json",
+        "transformer/config.json",
+        *(f"transformer/diffusion_pytorch_model-{i:05d}-of-00005.safetensors" for i in range(1, 6)),
+        "transformer/diffusion_pytorch_model.safetensors.index.json",
+        "vae/config.json",
+        "vae/diffusion_pytorch_model.safetensors",
+    ),
+    licence=Licence("Apache-2.0", "https://huggingface.co/Wan-AI/Wan2.2-TI2V-5B-Diffusers", commercial_use=True),
+    # text encoder bfloat16 11.36 GB, transformer float32 20.0 GB, VAE float32 2.82 GB.
+    size_bytes=34_180_000_000,
+    purpose="image (and text) to video for `generate --prompt --mesh` (your mesh, animated by a prompt); "
+            "24 GB GPU with offload",
+    required=False,
+)
+
+VIDEO = {
+    WAN_T2V.name: VideoModel(image_to_video=False, height=480, width=832, steps=50, guidance=5.0, flow_shift=3.0,
+                             fps=16.0, max_tokens=512, frame_step=4, parameters=7_230_000_000, gpu_gib=11.0),
+    WAN_TI2V.name: VideoModel(image_to_video=True, height=704, width=1280, steps=50, guidance=5.0, flow_shift=5.0,
+                              fps=24.0, max_tokens=512, frame_step=4, parameters=11_390_000_000, gpu_gib=24.0),
+}
+VIDEO_MODELS = (WAN_T2V, WAN_TI2V)
+# The prompt path's defaults: text alone -> the small text-to-video model; a first frame (a
+# render of the user's mesh) -> the one model of the family that continues an image and fits 24 GB.
+TEXT_TO_VIDEO, IMAGE_TO_VIDEO = WAN_T2V.name, WAN_TI2V.name
+
+MODELS: Dict[str, ModelSpec] = {m.name: m for m in (ACTIONMESH, TRIPOSG, DINOV2, RMBG, WAN_T2V, WAN_TI2V)}
 
 
 def get_model(name: str) -> ModelSpec:

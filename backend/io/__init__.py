@@ -6,6 +6,6 @@ Pure numpy at import time: trimesh, Pillow and OpenCV are imported by the functi
 so reading a clip never loads the mesh libraries and the reverse.
 """
 
-from .frames import DEFAULT_FPS, IMAGE_SUFFIXES, VIDEO_SUFFIXES, Clip, natural_key, read_frames
+from .frames import DEFAULT_FPS, IMAGE_SUFFIXES, VIDEO_SUFFIXES, Clip, natural_key, read_frames, write_video
 
-__all__ = ["Clip", "DEFAULT_FPS", "IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "natural_key", "read_frames"]
+__all__ = ["Clip", "DEFAULT_FPS", "IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "natural_key", "read_frames", "write_video"]

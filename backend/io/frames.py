@@ -259,3 +259,25 @@ def read_frames(source: Source, *, start: int = 0, frames: Optional[int] = None,
             raise BadInput(f"{path.name} is a single image; give a video or a folder of at least {MIN_FRAMES} frames")
         return _read_video(path, start, frames, stride, fps, max_frames)
     return _from_array(source, start, frames, stride, fps, max_frames)
+
+
+def write_video(path, frames: np.ndarray, fps: float) -> Path:
+    """uint8 frames [T, H, W, 3] -> an MPEG-4 video (`mp4v`, which OpenCV's bundled FFmpeg writes
+    on every platform and Blender's Sequencer plays). Lossy: keep the frames themselves where
+    exact pixels matter."""
+    import cv2
+
+    path = Path(path)
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or not len(frames):
+        raise ValueError(f"write_video needs uint8 frames [T, H, W, 3], got {frames.dtype} {frames.shape}")
+    height, width = frames.shape[1:3]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (width, height))
+    if not writer.isOpened():
+        raise OSError(f"OpenCV cannot write an MPEG-4 video to {path}")
+    try:
+        for frame in frames:
+            writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    finally:
+        writer.release()
+    return path

@@ -2,6 +2,8 @@
 
 This package orchestrates; each step lives in the module that describes it:
 
+    prompt    --prompt: the clip a video model makes first (backend.pipelines.prompt_video), read
+              as any clip, published as prompt_video.mp4
     inputs    arguments, the method's choice, the clip, the masks (alpha) and the given mesh:
               frames (video, folder or array) -> alpha: the frames' own where usable, else the
               user's masks (--masks) or RMBG-1.4 -> one crop box for the clip, padded square, on
@@ -38,6 +40,7 @@ from .fit import refine_by_fitting, run_fit
 from .inputs import (METHODS, MODEL_SET_DEFAULTS_KEY, check_int, check_output_folder, frames_with_alpha,
                      load_given_mesh, missing_learned_models, model_set_defaults, parse_known, read_clip)
 from .outputs import job_report, job_result, model_revisions, staged_output
+from .prompt import check_prompt_inputs, prompt_clip
 from .runtime import StageMeter, autocast_dtype, load_flow_transformer, pick_device, release_memory
 from .temporal import (FAST_STAGE1_STEPS, RELEASE_MAX_FRAMES, STAGE1_GUIDANCE, STAGE1_STEPS, WINDOW, clip_length_warnings, stage1_latents,
                        stage2_offsets, stage2_positions, write_stage1_meshes)
@@ -140,14 +143,17 @@ def _check_keyframes(keyframes: dict, count: int, loop: bool) -> None:
         raise BadInput(f"--loop sets the last frame ({count - 1}) to the first; it cannot also be a --known frame")
 
 
-def run_generate(ctx: JobContext, *, input, out: str, mesh: Optional[str] = None, known=(), loop: bool = False,
+def run_generate(ctx: JobContext, *, out: str, input=None, prompt: Optional[str] = None, view: Optional[str] = None,
+                 video_model: Optional[str] = None, mesh: Optional[str] = None, known=(), loop: bool = False,
                  masks: Optional[str] = None, start: int = 0, frames: Optional[int] = None, stride: int = 1,
                  fps: Optional[float] = None, seed: int = 44, device: str = "auto", fast: bool = False,
                  low_vram: bool = False, models_dir: Optional[str] = None, stage1_meshes: bool = False,
                  stage0_steps: Optional[int] = None, stage1_steps: Optional[int] = None,
                  resolution: Optional[int] = None, face_budget: int = FACE_BUDGET,
                  method: str = "learned", camera: Optional[str] = None, refuse_mismatch: bool = False) -> dict:
-    """Video (a file, a folder of frames, or an array [T, H, W, 3|4]) -> animated mesh in `out`.
+    """Video (a file, a folder of frames, or an array [T, H, W, 3|4]) -> animated mesh in `out`;
+    or `prompt` (with `view`, the first frame, for `mesh`) -> a clip made by a video model
+    (`video_model`, default by input; `frames` its length, 16-49) -> the same (see .prompt).
 
     `method`: "learned" (ActionMesh's models), "fit" (fit `mesh` to the frames' silhouettes and
     optical flow, no weights; `camera` a camera.json, else the camera is estimated), "learned-fit"
@@ -164,13 +170,38 @@ def run_generate(ctx: JobContext, *, input, out: str, mesh: Optional[str] = None
     agreement after the camera step is under LOW_CAMERA_IOU (motion transfer: a result from the
     wrong object is not written). Returns the output paths and a summary; report.json has the rest.
     """
+    started = time.monotonic()
+    check_prompt_inputs(input, prompt, view, mesh)
+    job = dict(out=out, mesh=mesh, known=known, loop=loop, masks=masks, seed=seed, device=device, fast=fast,
+               low_vram=low_vram, models_dir=models_dir, stage1_meshes=stage1_meshes, stage0_steps=stage0_steps,
+               stage1_steps=stage1_steps, resolution=resolution, face_budget=face_budget, method=method,
+               camera=camera, refuse_mismatch=refuse_mismatch, started=started)
+    if prompt is None:
+        return _run(ctx, input=input, attach=None, start=start, frames=frames, stride=stride, fps=fps, **job)
+    out_dir = Path(out).expanduser()
+    check_output_folder(out_dir)
+    # What would fail after the clip fails before it: a wrong method, the learned models missing.
+    if _choose_method(method, models_dir, mesh, known, loop, [])[0] == "learned":
+        from ...hub import require
+
+        for name in ("actionmesh", "dinov2", "triposg"):
+            require(name, models_dir)
+    with prompt_clip(ctx, out_dir, prompt=prompt, view=view, frames=frames, seed=check_int("seed", seed, 0),
+                     video_model=video_model, models_dir=models_dir, device=device, low_vram=low_vram) as made:
+        clip_path, attach = made
+        return _run(ctx, input=str(clip_path), attach=attach, start=0, frames=None, stride=1, fps=None, **job)
+
+
+def _run(ctx: JobContext, *, input, attach, out, mesh, known, loop, masks, start, frames, stride, fps, seed, device,
+         fast, low_vram, models_dir, stage1_meshes, stage0_steps, stage1_steps, resolution, face_budget, method,
+         camera, refuse_mismatch, started) -> dict:
+    """run_generate's job on a clip (`attach`: what --prompt made, published with the result)."""
     from ...hub import require
     from ...io.mesh import load_mesh
     from ...models.dit import TemporalDenoiser
     from ...models.temporal_autoencoder import TemporalAutoencoder
     from ...preprocessing import prepare_frames
 
-    started = time.monotonic()
     warnings: List[str] = []
     # -- arguments, before anything is read or loaded
     seed = check_int("seed", seed, 0)
@@ -182,7 +213,7 @@ def run_generate(ctx: JobContext, *, input, out: str, mesh: Optional[str] = None
         check_output_folder(out_dir)
         return run_fit(ctx, input=input, out_dir=out_dir, mesh=mesh, camera=camera, masks=masks, start=start,
                        frames=frames, stride=stride, fps=fps, seed=seed, device=device, models_dir=models_dir,
-                       warnings=warnings, started=started, refuse_mismatch=refuse_mismatch)
+                       warnings=warnings, started=started, refuse_mismatch=refuse_mismatch, attach=attach)
     fit_camera = _refinement_camera(camera, mesh, refine, warnings)
     s0, s1, resolution, face_budget, sources = _step_settings(fast, stage0_steps, stage1_steps, resolution,
                                                               face_budget)
@@ -220,7 +251,7 @@ def run_generate(ctx: JobContext, *, input, out: str, mesh: Optional[str] = None
 
     # -- from here on everything goes to a hidden sibling folder, published at the end
     meter = StageMeter(dev)
-    with staged_output(ctx, out_dir) as staged:
+    with staged_output(ctx, out_dir, attach) as staged:
         # Stage 0: the anchor mesh and its latent, and the keyframes' latents (the VAE is loaded once).
         with meter("stage0"):
             anchor, bank, vae = stage0(

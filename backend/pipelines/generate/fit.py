@@ -129,11 +129,12 @@ def refine_by_fitting(ctx: JobContext, anchor, offsets: np.ndarray, rgba: np.nda
 def run_fit(ctx: JobContext, *, input, out_dir: Path, mesh: Optional[str], camera: Optional[str],
             masks: Optional[str], start: int, frames: Optional[int], stride: int, fps: Optional[float], seed: int,
             device: str, models_dir: Optional[str], warnings: List[str], started: float,
-            refuse_mismatch: bool = False) -> dict:
+            refuse_mismatch: bool = False, attach=None) -> dict:
     """Method "fit": the given mesh made to follow the frames' object (backend.fitting.fit_video),
     on the CPU, with no learned weights (RMBG-1.4 only when frames lack alpha and --masks, as in
     the learned pipeline). Writes what the learned pipeline writes, plus camera.json.
-    refuse_mismatch: fail instead of warning when frame 0's agreement is under LOW_CAMERA_IOU."""
+    refuse_mismatch: fail instead of warning when frame 0's agreement is under LOW_CAMERA_IOU.
+    attach: an outputs.Attachment published with the result (generate --prompt's clip)."""
     from ...fitting import camera as fit_camera
 
     if mesh is None:
@@ -153,7 +154,7 @@ def run_fit(ctx: JobContext, *, input, out_dir: Path, mesh: Optional[str], camer
     ctx.progress("prepare", 1, 1, f"{count} frames, {rgba.shape[2]}x{rgba.shape[1]}")
 
     vertices, faces = given.vertices, given.faces
-    with staged_output(ctx, out_dir) as staged:
+    with staged_output(ctx, out_dir, attach) as staged:
         fitted, fit = fit_frames(ctx, vertices, faces, rgba, given_camera, seed)
         consequence = ("the mesh may not be the object in the frames, or not in frame 0's pose"
                        + ("" if given_camera is None else ", or the camera does not match the frames"))

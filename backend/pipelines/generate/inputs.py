@@ -88,16 +88,17 @@ def check_output_folder(out: Path, kind: str = REPORT_KIND, command: str = "gene
                            "choose a new or empty folder")
 
 
-def model_set_defaults(triposg: Path) -> dict:
-    """The model set's own generation defaults (MODEL_SET_DEFAULTS_KEY), {} for the release's."""
-    path = Path(triposg) / "model_index.json"
+def model_set_defaults(folder: Path, names=MODEL_SET_DEFAULT_NAMES) -> dict:
+    """A model set's own generation defaults (MODEL_SET_DEFAULTS_KEY of `folder`/model_index.json,
+    the keys `names`), {} for the release's."""
+    path = Path(folder) / "model_index.json"
     try:
         raw = json.loads(path.read_text()).get(MODEL_SET_DEFAULTS_KEY) or {}
     except (OSError, ValueError, AttributeError):
         return {}
     if not isinstance(raw, dict):
         raise BadInput(f"{path}: {MODEL_SET_DEFAULTS_KEY} must be an object, got {raw!r}")
-    return {k: raw[k] for k in MODEL_SET_DEFAULT_NAMES if k in raw}
+    return {k: raw[k] for k in names if k in raw}
 
 
 def missing_learned_models(models_dir: Optional[str]) -> List[str]:

@@ -4,7 +4,8 @@ Output (written to a hidden sibling folder, renamed into place at the very end, 
 cancel leaves no partial result): animation.npz and animated.glb (as `register` writes them),
 anchor.glb, report.json; a fit (--method fit, or learned-fit's refinement) adds camera.json (the camera
 used); --stage1-meshes adds stage1/ (each frame's Stage I latent decoded and extracted, and
-latents.npy). Every method writes them through the same StagedOutput, and its report.json has the
+latents.npy); --prompt adds prompt_video.mp4 (the clip the video model made) and the report's
+"prompt" (an Attachment: files made before the job's own, published with them). Every method writes them through the same StagedOutput, and its report.json has the
 same layout: "kind", "command", "input" (the clip), "settings", the job's result (output paths,
 sizes, device, seconds), and a fit's "fit" object (see backend.pipelines.generate.fit).
 """
@@ -17,14 +18,15 @@ import os
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, List, Optional
+from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
 import numpy as np
 
 from ...jobs import JobContext
 
-OUTPUT_NAMES = ("animation.npz", "animated.glb", "anchor.glb", "report.json", "stage1")
+OUTPUT_NAMES = ("animation.npz", "animated.glb", "anchor.glb", "report.json", "stage1", "prompt_video.mp4")
 REPORT_KIND = "actionmesh-generate"
 # What of a fit's report stays in report.json only (the job's result has the rest as its "fit").
 FIT_REPORT_ONLY = ("camera_used", "settings", "seconds")
@@ -41,11 +43,24 @@ def publish(tmp: Path, out: Path) -> None:
         os.replace(tmp, out)
 
 
+@dataclass
+class Attachment:
+    """Files made before the job (result key -> (name in the output, where it is now)) and the
+    report entries that describe them."""
+
+    files: Dict[str, Tuple[str, str]] = field(default_factory=dict)
+    report: dict = field(default_factory=dict)
+    source: Optional[str] = None  # the report's input source, where the job read a file made for it
+
+
 class StagedOutput:
     """A result being written to `tmp`, a hidden sibling of `out` (see staged_output)."""
 
-    def __init__(self, ctx: JobContext, out: Path, tmp: Path):
+    def __init__(self, ctx: JobContext, out: Path, tmp: Path, attach: Optional[Attachment] = None):
         self.ctx, self.out, self.tmp = ctx, out, tmp
+        self.attach = attach or Attachment()
+        for name, source in self.attach.files.values():
+            shutil.copyfile(source, tmp / name)
         self.steps = 3
 
     def write_animation(self, vertices: np.ndarray, faces: np.ndarray, offsets: np.ndarray, fps: float, *,
@@ -71,11 +86,15 @@ class StagedOutput:
         if camera is not None:
             (tmp / "camera.json").write_text(json.dumps(camera, indent=1) + "\n")
             paths["camera"] = str(out / "camera.json")
+        paths.update({key: str(out / name) for key, (name, _) in self.attach.files.items()})
         paths["report"] = str(out / "report.json")
         return paths
 
     def publish(self, report: dict) -> None:
         """report.json, then the folder moved into place (unless the job was cancelled)."""
+        report = {**report, **self.attach.report}
+        if self.attach.source is not None:
+            report["input"] = {**report["input"], "source": self.attach.source}
         (self.tmp / "report.json").write_text(json.dumps(report, indent=1) + "\n")
         self.ctx.check_cancel()
         publish(self.tmp, self.out)
@@ -83,13 +102,13 @@ class StagedOutput:
 
 
 @contextlib.contextmanager
-def staged_output(ctx: JobContext, out: Path) -> Iterator[StagedOutput]:
-    """A hidden folder beside `out` to write the result to; removed if the block fails or is
-    cancelled before StagedOutput.publish moves it into place."""
+def staged_output(ctx: JobContext, out: Path, attach: Optional[Attachment] = None) -> Iterator[StagedOutput]:
+    """A hidden folder beside `out` to write the result to (`attach`'s files copied in first);
+    removed if the block fails or is cancelled before StagedOutput.publish moves it into place."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
     try:
-        yield StagedOutput(ctx, out, tmp)
+        yield StagedOutput(ctx, out, tmp, attach)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
