@@ -106,3 +106,42 @@ def count_parameters(model: nn.Module) -> int:
 
 def manifest_json(name: str) -> str:
     return json.dumps(parameter_manifest(name), indent=1)
+
+
+# The video models' architectures (generate --prompt), the keys of the released configs that set
+# shapes, at the registry's pinned revisions (Wan2.1-T2V-1.3B 0fad780a, Wan2.2-TI2V-5B b8fff731).
+# Both share the text encoder: UMT5-XXL's encoder.
+UMT5_XXL_ENCODER_CONFIG = dict(d_model=4096, d_ff=10240, d_kv=64, num_heads=64, num_layers=24, vocab_size=256384,
+                               feed_forward_proj="gated-gelu", relative_attention_num_buckets=32,
+                               relative_attention_max_distance=128)
+VIDEO_ARCHITECTURES = {
+    "wan2.1-t2v-1.3b": dict(
+        transformer=dict(patch_size=(1, 2, 2), num_attention_heads=12, attention_head_dim=128, in_channels=16,
+                         out_channels=16, text_dim=4096, freq_dim=256, ffn_dim=8960, num_layers=30,
+                         cross_attn_norm=True, qk_norm="rms_norm_across_heads", eps=1e-6, rope_max_seq_len=1024),
+        vae=dict(base_dim=96, z_dim=16)),
+    "wan2.2-ti2v-5b": dict(
+        transformer=dict(patch_size=(1, 2, 2), num_attention_heads=24, attention_head_dim=128, in_channels=48,
+                         out_channels=48, text_dim=4096, freq_dim=256, ffn_dim=14336, num_layers=30,
+                         cross_attn_norm=True, qk_norm="rms_norm_across_heads", eps=1e-6, rope_max_seq_len=1024),
+        vae=dict(base_dim=160, decoder_base_dim=256, z_dim=48, dim_mult=[1, 2, 4, 4], num_res_blocks=2,
+                 temperal_downsample=[False, True, True], is_residual=True, patch_size=2, in_channels=12,
+                 out_channels=12, scale_factor_spatial=16, latents_mean=[0.0] * 48, latents_std=[1.0] * 48)),
+}
+
+
+def build_video_on_meta(name: str) -> Dict[str, nn.Module]:
+    """A video model's text encoder, transformer and VAE at full size on the meta device, in the
+    precisions the prompt path loads them in on a GPU (bf16; the VAE float32)."""
+    if name not in VIDEO_ARCHITECTURES:
+        raise BadInput(f"unknown video model {name!r}: expected one of {', '.join(VIDEO_ARCHITECTURES)}")
+    from diffusers import AutoencoderKLWan, WanTransformer3DModel
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    arch = VIDEO_ARCHITECTURES[name]
+    with torch.device("meta"):
+        text = UMT5EncoderModel(UMT5Config(**UMT5_XXL_ENCODER_CONFIG))
+        transformer = WanTransformer3DModel(**arch["transformer"])
+        vae = AutoencoderKLWan(**arch["vae"])
+    return {"text_encoder": text.to(torch.bfloat16).eval(), "transformer": transformer.to(torch.bfloat16).eval(),
+            "vae": vae.eval()}

@@ -1,9 +1,9 @@
 """`python -m backend plan`: what the full-size pipeline costs, worked out without weights or a GPU.
 
-    python -m backend plan [--frames N] [--fast] [--low-vram] [--memory GiB] [--json]
+    python -m backend plan [--frames N] [--fast] [--low-vram] [--memory GiB] [--prompt [--image]] [--json]
 
 Every model is built at its released size without storage (torch's "fake" tensors: shapes, dtypes
-and a device, no memory) and each stage's forward pass is run once as the generate job runs it:
+and a device, no memory; backend.pipelines.tracing) and each stage's forward pass is run once as the generate job runs it:
 nothing is computed, only shapes flow, so a 1.4B-parameter transformer over 32k tokens traces in
 well under a second on a CPU. While it runs:
 
@@ -49,29 +49,22 @@ it, not the other way round (and they do not ship in the extension).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import functools
 import json
 import sys
 import time
-import weakref
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
-import torch.nn.functional as F
-from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
-from torch.overrides import TorchFunctionMode
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils.flop_counter import FlopCounterMode
-
 from ..errors import BackendError, BadInput
 from .generate import anchor as _anchor
 from .generate import temporal as _temporal
 from .generate.runtime import hold_linear_in
+from .tracing import (CONTEXT_BYTES, H100_BANDWIDTH, H100_PEAK_FLOPS, GiB, _empty, _flops, _gib, duration, fake_copy,
+                      new_fake_mode, state_bytes, trace)
 
-GiB = 1 << 30
 
 # The release's own figures (facebookresearch/actionmesh README: 16 frames on an H100).
 RELEASE = dict(device="H100", memory_gib_default=32.0, memory_gib_low_ram=12.0, seconds_default=75.0,
@@ -87,106 +80,8 @@ RMBG_SIZE = 1024  # RMBG-1.4's input (backend.preprocessing.background.MODEL_INP
 DEFAULT_VERTICES = 20_000  # the clean-up decimates to 40k faces: about 20k vertices
 DEFAULT_RESOLUTION = _anchor.EXTRACT_RESOLUTION  # what generate extracts at with the released models
 
-# Dense peak throughput of an H100 SXM (NVIDIA's data sheet): bf16 tensor cores, and plain fp32
-# (torch's default matmul precision does not use TF32); HBM3 bandwidth. An H200 has the same
-# compute and more, faster memory.
-H100_PEAK_FLOPS = {"bf16": 989.4e12, "fp32": 66.9e12}
-H100_BANDWIDTH = 3.35e12  # bytes/s
-# CUDA context + allocator slack assumed on top of the tensors (typically 0.5-1 GiB).
-CONTEXT_BYTES = 1 * GiB
 # What --low-vram must fit: an 8 GB card (RTX 3060 Ti / 4060 class) runs the whole pipeline.
 LOW_VRAM_TARGET_GIB = 8.0
-
-
-# ---------------------------------------------------------------- tracing without storage
-
-
-class _FusedAttention(TorchFunctionMode):
-    """scaled_dot_product_attention -> the fused kernel a GPU would run (same FLOPs, O(tokens) memory)."""
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        if func is F.scaled_dot_product_attention:
-            q, k, v = args[:3]
-            plain = len(args) <= 3 and kwargs.get("attn_mask") is None and not kwargs.get("is_causal") \
-                and not kwargs.get("dropout_p")
-            if plain and isinstance(q, FakeTensor):
-                scale = kwargs.get("scale")
-                if q.dtype in (torch.float16, torch.bfloat16):
-                    return torch.ops.aten._scaled_dot_product_flash_attention(q, k, v, scale=scale)[0]
-                return torch.ops.aten._scaled_dot_product_efficient_attention(q, k, v, None, False, scale=scale)[0]
-        return func(*args, **kwargs)
-
-
-class _LiveMemory(TorchDispatchMode):
-    """Peak bytes of the storages allocated while active (views and in-place results add nothing)."""
-
-    def __init__(self):
-        super().__init__()
-        self.live = 0
-        self.peak = 0
-        self._tracked = set()
-
-    def _free(self, key: int, nbytes: int) -> None:
-        self.live -= nbytes
-        self._tracked.discard(key)
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        inputs = {id(a.untyped_storage()) for a in torch.utils._pytree.tree_leaves((args, kwargs))
-                  if isinstance(a, torch.Tensor)}
-        for t in torch.utils._pytree.tree_leaves(out):
-            if not isinstance(t, torch.Tensor):
-                continue
-            storage = t.untyped_storage()
-            key = id(storage)
-            if key in inputs or key in self._tracked:  # a view of, or written into, existing memory
-                continue
-            nbytes = storage.nbytes()
-            self._tracked.add(key)
-            self.live += nbytes
-            self.peak = max(self.peak, self.live)
-            weakref.finalize(storage, self._free, key, nbytes)
-        return out
-
-
-@dataclass
-class Trace:
-    flops: int  # of one call
-    activation_bytes: int  # peak bytes the call allocates
-
-
-def new_fake_mode() -> FakeTensorMode:
-    # Real tensors may meet fake ones (a module's constant built at call time): they become fake.
-    return FakeTensorMode(allow_non_fake_inputs=True)
-
-
-def trace(fn: Callable[[], object], fake: FakeTensorMode, autocast: bool = False) -> Trace:
-    """Runs fn (a forward pass on fake tensors of `fake`, its inputs made inside it) and measures
-    it, under bf16 autocast when asked, in inference mode as the generate job runs its networks."""
-    amp = torch.autocast("cpu", dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
-    with fake, torch.inference_mode(), amp, FlopCounterMode(display=False) as flops, _FusedAttention(), \
-            _LiveMemory() as memory:
-        fn()
-    return Trace(int(flops.get_total_flops()), int(memory.peak))
-
-
-def _empty(*shape: int, dtype=torch.float32) -> torch.Tensor:
-    return torch.empty(*shape, dtype=dtype)  # fake when called inside trace()
-
-
-def fake_copy(module: torch.nn.Module, fake: FakeTensorMode) -> torch.nn.Module:
-    """A storage-less copy of a meta module whose tensors say "cpu" (so autocast regions run)."""
-    module = copy.deepcopy(module)
-    with fake:
-        module.to_empty(device="cpu")
-    return module
-
-
-def state_bytes(module: torch.nn.Module) -> int:
-    """Bytes of a module's parameters and buffers, what loading it puts on the device."""
-    tensors = list(module.parameters()) + list(module.buffers())
-    return sum(t.numel() * t.element_size() for t in tensors)
 
 
 # ---------------------------------------------------------------- the models
@@ -300,7 +195,7 @@ class StageTracer:
     """Traces each stage's passes in every variant: its models in the variant's layout, its
     batch (a guidance pair batched, or one half), its chunks, its precision."""
 
-    def __init__(self, fake: FakeTensorMode, models: Dict[str, Dict[str, torch.nn.Module]]):
+    def __init__(self, fake, models: Dict[str, Dict[str, torch.nn.Module]]):
         self.fake = fake
         self.models = models  # variant -> key -> fake module
         fp32 = models["cpu"]
@@ -602,25 +497,6 @@ def make_plan(settings: PlanSettings, memory_gib: Optional[float] = None, low_vr
 # ---------------------------------------------------------------- printing
 
 
-def _gib(n: float) -> str:
-    return f"{n / GiB:.1f} GiB" if n >= GiB / 2 else f"{n / (1 << 20):.0f} MiB"
-
-
-def _flops(n: float) -> str:
-    for unit, scale in (("PFLOP", 1e15), ("TFLOP", 1e12), ("GFLOP", 1e9)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n:.0f} FLOP"
-
-
-def duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
-
-
 def print_plan(plan: dict) -> None:
     s = plan["settings"]
     rel = plan["release"]
@@ -685,11 +561,21 @@ def main(argv=None) -> int:
     p.add_argument("--vertices", type=int, default=DEFAULT_VERTICES, help="vertices Stage II tracks")
     p.add_argument("--alpha", action="store_true",
                    help="the frames have alpha masks (PNGs with transparency): no background removal")
+    p.add_argument("--prompt", action="store_true",
+                   help="also the prompt path (generate --prompt): the video model's stages, resident and offloaded")
+    p.add_argument("--image", action="store_true", help="--prompt with a first frame (the image-to-video model)")
+    p.add_argument("--video-model", default=None, help="--prompt: the video model (default by --image)")
     p.add_argument("--json", action="store_true", help="print the plan as one JSON object")
     args = p.parse_args(argv)
     try:
         plan = make_plan(PlanSettings(args.frames, args.fast, args.resolution, args.vertices, args.alpha),
                          memory_gib=args.memory, low_vram=args.low_vram)
+        if args.prompt or args.image or args.video_model:
+            from .plan_prompt import plan_prompt
+
+            peaks = {mode: pipeline_configuration(plan, low_vram=mode == "low-vram")["peak_bytes"]
+                     for mode in ("default", "low-vram")}
+            plan["prompt"] = plan_prompt(args.frames, args.image, peaks, args.video_model)
     except BackendError as exc:
         print(f"error ({exc.code}): {exc.message}", file=sys.stderr)
         return 2
@@ -697,6 +583,10 @@ def main(argv=None) -> int:
         print(json.dumps(plan))
     else:
         print_plan(plan)
+        if "prompt" in plan:
+            from .plan_prompt import print_prompt
+
+            print_prompt(plan["prompt"])
     return 0
 
 

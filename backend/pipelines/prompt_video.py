@@ -14,8 +14,10 @@ model makes unasked. A prompt longer than the text encoder reads is refused, not
 The clip is made on the device, then the video pipeline is dropped and the device's memory
 released before anything else loads: the video model and ActionMesh's models never share the
 GPU (generate --prompt runs this first). `low_vram` offloads each of its parts to the CPU between
-uses (diffusers' model offload). On the CPU, the released models are refused with the time they
-would take and the GPU they need; small stand-ins (`models tiny-random --with-video`) run.
+uses (diffusers' model offload), as it does by itself on a GPU with less memory than the model
+needs with every part resident (the registry's resident_gib, from `plan --prompt`). On the CPU,
+the released models are refused with the time they would take and the GPU they need; small
+stand-ins (`models tiny-random --with-video`) run.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ VIDEO_DEFAULT_NAMES = ("height", "width", "steps")
 # A transformer this wide is a released model (Wan2.1-1.3B: 1536; the tiny stand-ins: 16).
 FULL_SIZE_WIDTH = 1024
 CPU_FLOPS = 2e11  # what a desktop CPU sustains on these matmuls in float32, for the refusal's estimate
+GiB = 1 << 30
 
 
 def check_prompt(prompt) -> str:
@@ -74,16 +77,14 @@ def _transformer_config(folder: Path) -> dict:
     return json.loads((folder / "transformer" / "config.json").read_text())
 
 
-def _transformer_parameters(folder: Path) -> int:
-    """Parameters of the stored transformer, read off its safetensors headers (no weights loaded)."""
-    from ..hub.integrity import safetensors_header
+def _transformer_parameters(config: dict) -> int:
+    """Parameters of the transformer `config` describes (built on the meta device: no memory)."""
+    import torch
+    from diffusers import WanTransformer3DModel
 
-    total = 0
-    for path in sorted((folder / "transformer").glob("*.safetensors")):
-        for name, entry in safetensors_header(path).items():
-            if name != "__metadata__":
-                total += math.prod(entry["shape"])
-    return total
+    with torch.device("meta"):
+        model = WanTransformer3DModel.from_config(config)
+    return sum(p.numel() for p in model.parameters())
 
 
 def cpu_refusal(name: str, folder: Path, frames: int, height: int, width: int, steps: int) -> Optional[str]:
@@ -97,7 +98,7 @@ def cpu_refusal(name: str, folder: Path, frames: int, height: int, width: int, s
     spatial = 16 if video.image_to_video else 8  # the VAE's compression, then 2 x 2 patches
     tokens = (1 + (frames - 1) // video.frame_step) * (height // (spatial * 2)) * (width // (spatial * 2))
     layers = int(config.get("num_layers", 30))
-    per_pass = 2 * _transformer_parameters(folder) * tokens + 4 * tokens ** 2 * model_width * layers
+    per_pass = 2 * _transformer_parameters(config) * tokens + 4 * tokens ** 2 * model_width * layers
     flops = per_pass * 2 * steps  # the guidance pair
     hours = flops / CPU_FLOPS / 3600
     return (f"{spec.repo_id} is a released video model: a {frames}-frame clip at {width}x{height} is about "
@@ -105,7 +106,25 @@ def cpu_refusal(name: str, folder: Path, frames: int, height: int, width: int, s
             f"{video.gpu_gib:g} GB (run on a machine with one; --low-vram offloads between its parts)")
 
 
+def _quiet_libraries() -> None:
+    """The job reports its own progress: the libraries' loading bars and notices would only
+    interleave with it (and a diffusers module's import-time warning about CUDA on a CPU machine)."""
+    import importlib
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="CUDA is not available", category=UserWarning)
+        importlib.import_module("diffusers.models.transformers")  # where they warn, once, on first import
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    for logging in (diffusers_logging, transformers_logging):
+        logging.set_verbosity_error()
+        logging.disable_progress_bar()
+
+
 def _load(name: str, folder: Path, dev: str, image: bool, low_vram: bool):
+    _quiet_libraries()
     import torch
     from diffusers import AutoencoderKLWan, WanImageToVideoPipeline, WanPipeline
 
@@ -115,8 +134,8 @@ def _load(name: str, folder: Path, dev: str, image: bool, low_vram: bool):
     cls = WanImageToVideoPipeline if image else WanPipeline
     pipe = cls.from_pretrained(folder, vae=vae, torch_dtype=dtype, use_safetensors=True)
     pipe.set_progress_bar_config(disable=True)
-    if low_vram and dev == "cuda":
-        pipe.enable_model_cpu_offload()
+    if dev == "cuda" and (low_vram or torch.cuda.get_device_properties(0).total_memory < VIDEO[name].resident_gib * GiB):
+        pipe.enable_model_cpu_offload()  # one part on the GPU at a time: the text encoder alone is 10.6 GiB
     else:
         pipe.to(dev)
     return pipe
@@ -186,7 +205,8 @@ def make_clip(ctx: JobContext, *, prompt: str, out: str, image: Optional[str] = 
 
         def on_step(pipeline, step, timestep, kwargs):
             ctx.check_cancel()
-            ctx.progress("video", step + 1, steps, f"denoising step {step + 1}/{steps}")
+            then = "; decoding the frames" if step + 1 == steps else ""
+            ctx.progress("video", step + 1, steps, f"denoising step {step + 1}/{steps}{then}")
             return kwargs
 
         generator = torch.Generator(device="cpu").manual_seed(seed)

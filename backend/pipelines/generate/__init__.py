@@ -180,12 +180,15 @@ def run_generate(ctx: JobContext, *, out: str, input=None, prompt: Optional[str]
         return _run(ctx, input=input, attach=None, start=start, frames=frames, stride=stride, fps=fps, **job)
     out_dir = Path(out).expanduser()
     check_output_folder(out_dir)
-    # What would fail after the clip fails before it: a wrong method, the learned models missing.
+    # What would fail after the clip fails before it: a wrong method, the learned models missing,
+    # a mesh that cannot be read or animated.
     if _choose_method(method, models_dir, mesh, known, loop, [])[0] == "learned":
         from ...hub import require
 
         for name in ("actionmesh", "dinov2", "triposg"):
             require(name, models_dir)
+    if mesh is not None:
+        load_given_mesh(mesh, [])
     with prompt_clip(ctx, out_dir, prompt=prompt, view=view, frames=frames, seed=check_int("seed", seed, 0),
                      video_model=video_model, models_dir=models_dir, device=device, low_vram=low_vram) as made:
         clip_path, attach = made
