@@ -173,7 +173,6 @@ class VideoModel:
     fps: float  # the rate its clips are made for
     max_tokens: int  # the text encoder's sequence length: a longer prompt is refused, not cut
     frame_step: int  # the VAE's temporal compression: clips are 1 + k * frame_step frames long
-    parameters: int  # transformer + text encoder + VAE, for the CPU estimate and `plan`
     gpu_gib: float  # the least GPU memory the model card runs it in (with offload)
     resident_gib: float  # the peak with every part on the GPU (`plan --prompt`, 17 frames): less memory -> offload
 
@@ -233,10 +232,10 @@ WAN_TI2V = ModelSpec(
 
 VIDEO = {
     WAN_T2V.name: VideoModel(image_to_video=False, height=480, width=832, steps=50, guidance=5.0, flow_shift=3.0,
-                             fps=16.0, max_tokens=512, frame_step=4, parameters=7_230_000_000, gpu_gib=11.0,
+                             fps=16.0, max_tokens=512, frame_step=4, gpu_gib=11.0,
                              resident_gib=22.0),
     WAN_TI2V.name: VideoModel(image_to_video=True, height=704, width=1280, steps=50, guidance=5.0, flow_shift=5.0,
-                              fps=24.0, max_tokens=512, frame_step=4, parameters=11_390_000_000, gpu_gib=24.0,
+                              fps=24.0, max_tokens=512, frame_step=4, gpu_gib=24.0,
                               resident_gib=41.7),
 }
 VIDEO_MODELS = (WAN_T2V, WAN_TI2V)
