@@ -9,8 +9,8 @@ Layout, as Dream Textures' and the glTF add-on's: data, drawing and acting apart
                config.py reads them for everyone else), session.py (the backend process, the
                job, what the preferences' jobs learned; runtime only)
     ui/        draws: panel.py (the sidebar), preferences.py (the preferences' boxes)
-    operators/ acts: job.py (the one base of every backend job), video.py, sequence.py,
-               models.py (the model manager), backend.py (Set Up Backend, Check)
+    operators/ acts: job.py (the one base of every backend job), video.py, prompt.py (Make
+               Clip), sequence.py, models.py (the model manager), backend.py (Set Up Backend, Check)
     exchange   backend_client.py (the protocol), exchange.py + cameras.py (numpy-only file and
                camera formats), backend_setup.py (the setup's commands and log),
                availability.py (cheap checks for the panel)

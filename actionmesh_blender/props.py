@@ -32,6 +32,8 @@ VIDEO_SOURCE_ITEMS = [
 PANEL_SOURCE_ITEMS = VIDEO_SOURCE_ITEMS + [
     ("SEQUENCE", "Mesh Sequence", "A folder with one mesh per frame, registered onto the active mesh"),
     ("OBJECT", "Animated Object", "Another object's animation, rendered by Blender, transferred to the active mesh"),
+    ("PROMPT", "Prompt", "A video model makes a clip of the prompt (for Active Mesh: continuing a render of the mesh); "
+     "judge it in the Sequencer, then Generate from it"),
 ]
 TARGET_ITEMS = [
     ("NEW", "New Object", "Generate a new object: the mesh of the clip's first frame, animated"),
@@ -55,6 +57,11 @@ MEMORY_ITEMS = [
 CAMERA_ITEMS = [
     ("SCENE", "Scene Camera", "The clip was filmed by the scene's camera: the mesh is seen as placed in the scene"),
     ("ESTIMATE", "Estimate", "Estimate the camera from the first frame's silhouette"),
+]
+# Operators also take a camera.json (what Make Clip writes for the render a prompt's clip continues).
+OPERATOR_CAMERA_ITEMS = CAMERA_ITEMS + [
+    ("FILE", "Camera File", "The camera of a camera.json (camera_file): the view the clip's first frame was rendered "
+     "from"),
 ]
 TRANSFER_CAMERA_ITEMS = [
     ("FRAMING", "Framing Camera", "A temporary camera that frames both objects"),
@@ -94,6 +101,22 @@ class ActionMeshSettings(bpy.types.PropertyGroup):
     render_camera: bpy.props.EnumProperty(name="Render Camera", items=TRANSFER_CAMERA_ITEMS, default="FRAMING")
     stage1_meshes: bpy.props.BoolProperty(name="Stage I Meshes", default=False,
                                           description="Also import each frame's Stage I shape, for inspection")
+    # Source Prompt: `prompt` and `prompt_seed` are the backend's `prompt_video` prompt and seed
+    # (Seed is the mesh job's). The clip's settings are what the last Make Clip made, for Generate
+    # to read; Make Clip is the one to write them.
+    prompt: bpy.props.StringProperty(name="Prompt", description="The subject and its motion, e.g. \"a red dragon "
+                                                                "flapping its wings, side view\"")
+    prompt_seed: bpy.props.IntProperty(name="Clip Seed", default=0, min=0,
+                                       description="The video model's seed (Regenerate: this + 1); after Make Clip, "
+                                                   "the seed of the clip")
+    prompt_clip: bpy.props.StringProperty(name="Clip", subtype="FILE_PATH",
+                                          description="The last clip made from the prompt (an .mp4)")
+    prompt_camera: bpy.props.StringProperty(
+        name="Clip Camera", subtype="FILE_PATH",
+        description="Active Mesh: the camera.json of the view the clip's first frame was rendered from (empty: the "
+                    "clip was made from the prompt alone)")
+    prompt_object: bpy.props.StringProperty(name="Clip Object",
+                                            description="Active Mesh: the mesh the clip's first frame shows")
 
 
 class ActionMeshJobState(bpy.types.PropertyGroup):

@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Where a video job's frames come from: a Sequencer movie strip, a movie file, a folder of
-images, or another object's animation rendered by Blender (bpy + stdlib)."""
+images, or another object's animation rendered by Blender; and the way a prompt's clip goes into
+the Sequencer (bpy + stdlib)."""
 
 from __future__ import annotations
 
@@ -116,6 +117,28 @@ def resolve(scene, *, kind: str, input: str = "", strip_name: str = "", start: i
         raise SourceError(f"Unknown source {kind!r}")
     return VideoSource(path=path, name=name, fps=float(fps) if fps > 0 else own_fps, start=max(0, start),
                        frames=frames if frames > 0 else None, stride=stride, scene_start=scene_start)
+
+
+def add_movie_strip(scene, name: str, path: str, frame_start: int):
+    """A movie strip of `path` from `frame_start`, on the lowest channel where it overlaps no
+    other strip (so it hides nothing and nothing is shuffled), made the active strip. Raises
+    SourceError, leaving the Sequencer as it was, when Blender cannot read the movie."""
+    created = scene.sequence_editor is None
+    editor = scene.sequence_editor_create()
+    collection = editor.strips if hasattr(editor, "strips") else editor.sequences
+    others = list(strips(editor))
+    top = min(128, max((s.channel for s in others), default=0) + 1)
+    try:
+        strip = collection.new_movie(name, path, top, frame_start)
+    except RuntimeError as exc:
+        if created:
+            scene.sequence_editor_clear()
+        raise SourceError(f"Blender cannot read the clip {path}: {exc}") from None
+    start, end = strip.frame_final_start, strip.frame_final_end
+    busy = {s.channel for s in others if s.frame_final_start < end and start < s.frame_final_end}
+    strip.channel = next(c for c in range(1, top + 1) if c not in busy or c == top)
+    editor.active_strip = strip
+    return strip
 
 
 def first_frame_image(source: VideoSource):

@@ -63,6 +63,18 @@ def tiny_models(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny_video_models(tmp_path_factory):
+    """A models folder of `models tiny-random --with-video`: the tiny set and, beside it, small
+    random Wan video models (text-to-video and image-to-video: 64x64 clips in seconds on the CPU);
+    read-only for the tests."""
+    root = tmp_path_factory.mktemp("tiny_video_models")
+    proc = run_backend("models", "tiny-random", root / "models", "--with-video",
+                       env={"HF_HUB_CACHE": str(root / "unused")})
+    assert proc.returncode == 0, proc.stderr
+    return root / "models"
+
+
+@pytest.fixture(scope="session")
 def extension_zip():
     """The extension built once per session with Blender's own builder (`build.py extension`)."""
     proc = subprocess.run([sys.executable, str(REPO / "build.py"), "extension"], cwd=REPO, capture_output=True,

@@ -30,8 +30,8 @@ from ..backend_client import Job
 from ..blender_mesh import Y_UP_TO_Z_UP, Z_UP_TO_Y_UP, new_mesh_object, reference_geometry, remove_object, world_matrix
 from ..exchange import ResultError, read_animation, read_glb_mesh, read_offsets, write_ply
 from ..config import get_prefs, models_dir
-from ..props import (CAMERA_ITEMS, MEMORY_ITEMS, QUALITY_ITEMS, TRANSFER_CAMERA_ITEMS, VIDEO_METHOD_ITEMS,
-                     VIDEO_SOURCE_ITEMS)
+from ..props import (MEMORY_ITEMS, OPERATOR_CAMERA_ITEMS, QUALITY_ITEMS, TRANSFER_CAMERA_ITEMS,
+                     VIDEO_METHOD_ITEMS, VIDEO_SOURCE_ITEMS)
 from .job import JobOperator, UserError, target_mesh
 
 RENDER_SIZE = 256
@@ -206,11 +206,40 @@ def _scene_camera_json(scene, camera_obj, file_from_world: np.ndarray, width: in
         shift_x=cam.shift_x, shift_y=cam.shift_y)
 
 
+def render_camera_json(cam: dict, width: int, height: int, file_from_world: np.ndarray) -> dict:
+    """camera.json of the camera render_object_frames rendered through (its settings at the first frame)."""
+    if cam["type"] != "PERSP":
+        raise UserError("Only perspective cameras are supported")
+    return cameras.camera_json(
+        camera_matrix_world=cam["matrix_world"], file_from_world=file_from_world, lens=cam["lens"],
+        sensor_width=cam["sensor_width"], sensor_height=cam["sensor_height"], sensor_fit=cam["sensor_fit"],
+        width=width, height=height, pixel_aspect_x=cam["pixel_aspect_x"], pixel_aspect_y=cam["pixel_aspect_y"],
+        shift_x=cam["shift_x"], shift_y=cam["shift_y"])
+
+
+def read_camera_file(path: str) -> dict:
+    """A camera.json as the backend reads it (its own checks come later; this one names the file)."""
+    full = bpy.path.abspath(path)
+    if not path or not os.path.isfile(full):
+        raise UserError(f"Camera file not found: {full}" if path else "Camera File: choose a camera.json")
+    try:
+        camera = json.loads(Path(full).read_text())
+    except (OSError, ValueError) as exc:
+        raise UserError(f"Cannot read the camera file {full}: {exc}") from None
+    if not isinstance(camera, dict) or "intrinsics" not in camera or "world_to_camera" not in camera:
+        raise UserError(f"{full} is not a camera.json (intrinsics and world_to_camera)")
+    return camera
+
+
 class AnimateMeshJob(VideoSettings, ModelSettings, JobOperator):
     """The active mesh follows frames: shared by animate_from_video and transfer_motion (a mixin:
     Blender does not allow registering a subclass of a registered operator)."""
 
-    camera: bpy.props.EnumProperty(name="Camera", items=CAMERA_ITEMS, default="SCENE")
+    camera: bpy.props.EnumProperty(name="Camera", items=OPERATOR_CAMERA_ITEMS, default="SCENE")
+    # A camera.json in world coordinates, Y up, as SCENE's is written: it sees the mesh where it stands.
+    camera_file: bpy.props.StringProperty(name="Camera File", subtype="FILE_PATH",
+                                          description="Camera File: the camera.json (e.g. Make Clip's, beside its "
+                                                      "clip)")
     add_camera: bpy.props.BoolProperty(
         name="Add Estimated Camera", default=True,
         description="When the camera was estimated, add it to the scene (as the scene camera if there is none), "
@@ -233,7 +262,9 @@ class AnimateMeshJob(VideoSettings, ModelSettings, JobOperator):
         """(VideoSource, camera.json dict or None) of the clip the mesh follows."""
         src = _source(self, context)
         camera = None
-        if self.camera == "SCENE":
+        if self.camera == "FILE":
+            camera = read_camera_file(self.camera_file)
+        elif self.camera == "SCENE":
             if context.scene.camera is None:
                 self.report({"WARNING"}, "The scene has no camera: the camera is estimated from frame 0")
             else:
@@ -339,14 +370,15 @@ def _bounds_over_frames(objects, frames) -> tuple[np.ndarray, np.ndarray]:
     return lo, hi
 
 
-def _framing_camera(lo: np.ndarray, hi: np.ndarray, lens: float = 50.0, sensor: float = 36.0):
+def _framing_camera(lo: np.ndarray, hi: np.ndarray, lens: float = 50.0, sensor: float = 36.0, aspect: float = 1.0):
     """A camera object (not linked anywhere) seeing the box [lo, hi] whole, from the front (-Y),
-    a little to the side and above."""
+    a little to the side and above, in an image `aspect` (width / height) wide."""
     from mathutils import Vector
 
     centre = 0.5 * (lo + hi)
     radius = max(0.5 * float(np.linalg.norm(hi - lo)), 1e-3)
-    half_fov = np.arctan(0.5 * sensor / lens)
+    # The sensor spans the longer side (AUTO): the shorter one sees less.
+    half_fov = np.arctan(0.5 * sensor * min(aspect, 1.0 / aspect) / lens)
     distance = radius / np.sin(half_fov) * 1.05
     direction = np.array([0.35, -1.0, 0.45])
     direction /= np.linalg.norm(direction)
@@ -361,13 +393,17 @@ def _framing_camera(lo: np.ndarray, hi: np.ndarray, lens: float = 50.0, sensor: 
 
 
 def render_object_frames(scene, source_obj, frames: list[int], folder: Path, *, camera_mode: str,
-                         also_frame: np.ndarray | None = None, size: int = RENDER_SIZE):
+                         also_frame: np.ndarray | None = None, size: int = RENDER_SIZE, aspect: float = 1.0,
+                         color_type: str = "OBJECT"):
     """Render `source_obj`'s animation at scene `frames` to RGBA PNGs in `folder` (Workbench,
-    transparent film) in a temporary scene, and return (camera settings with its matrix_world at
-    the first frame, width, height). The user's scene is not changed: the temporary scene, camera,
-    their data and the Render Result are removed, and the scene's frame is evaluated again.
-    (Objects the source depends on, a parent or an armature, are evaluated as its dependencies.)
-    also_frame: world points [N, 3] the framing camera keeps in view too."""
+    studio light, transparent film) in a temporary scene, and return (camera settings with its
+    matrix_world at the first frame, width, height). The user's scene is not changed: the
+    temporary scene, camera, their data and the Render Result are removed, and the scene's frame
+    is evaluated again. (Objects the source depends on, a parent or an armature, are evaluated as
+    its dependencies.) also_frame: world points [N, 3] the framing camera keeps in view too;
+    aspect: the framing camera's image width / height (the scene camera renders the scene's);
+    color_type: Workbench's colouring (OBJECT: flat, for silhouettes; TEXTURE: the materials'
+    images and colours)."""
     folder.mkdir(parents=True, exist_ok=True)
     images_before = set(bpy.data.images)
     render_scene = bpy.data.scenes.new("ActionMesh Render")
@@ -381,7 +417,7 @@ def render_object_frames(scene, source_obj, frames: list[int], folder: Path, *, 
         render.image_settings.color_mode = "RGBA"
         render.fps, render.fps_base = scene.render.fps, scene.render.fps_base
         render_scene.display.shading.light = "STUDIO"
-        render_scene.display.shading.color_type = "OBJECT"
+        render_scene.display.shading.color_type = color_type
         render_scene.collection.objects.link(source_obj)
         # Rendering and evaluating another scene needs it to be the context's scene: the render
         # operator's `scene` argument alone renders stale animation.
@@ -400,9 +436,10 @@ def render_object_frames(scene, source_obj, frames: list[int], folder: Path, *, 
                 lo, hi = _bounds_over_frames([source_obj], frames)
                 if also_frame is not None and len(also_frame):
                     lo, hi = np.minimum(lo, also_frame.min(axis=0)), np.maximum(hi, also_frame.max(axis=0))
-                temp_cam = camera = _framing_camera(lo, hi)
+                temp_cam = camera = _framing_camera(lo, hi, aspect=aspect)
                 render_scene.collection.objects.link(camera)
-                width = height = size
+                k = size / max(aspect, 1.0)
+                width, height = max(8, round(k * aspect)), max(8, round(k))
             render_scene.camera = camera
             render.resolution_x, render.resolution_y = width, height
             render.resolution_percentage = 100
@@ -523,13 +560,7 @@ class ACTIONMESH_OT_transfer_motion(AnimateMeshJob, bpy.types.Operator):
         cam, width, height = render_object_frames(scene, source_obj, frames, job_dir / "frames",
                                                   camera_mode=self.render_camera, also_frame=self._placed,
                                                   size=self.render_size)
-        if cam["type"] != "PERSP":
-            raise UserError("Only perspective cameras are supported")
-        camera = cameras.camera_json(
-            camera_matrix_world=cam["matrix_world"], file_from_world=file_from_world, lens=cam["lens"],
-            sensor_width=cam["sensor_width"], sensor_height=cam["sensor_height"], sensor_fit=cam["sensor_fit"],
-            width=width, height=height, pixel_aspect_x=cam["pixel_aspect_x"], pixel_aspect_y=cam["pixel_aspect_y"],
-            shift_x=cam["shift_x"], shift_y=cam["shift_y"])
+        camera = render_camera_json(cam, width, height, file_from_world)
         src = sources.VideoSource(path=str(job_dir / "frames"), name=source_obj.name,
                                   fps=sources.scene_fps(scene) / self.stride, start=0, frames=None, stride=1,
                                   scene_start=first)

@@ -3,8 +3,11 @@
 Generate, and the running job's progress (stage, message, time left), Cancel, the last error.
 
 Generate calls the operator that fits source + target; every setting the panel shows is copied
-into the operator's properties, so what the panel runs, a script can run too."""
+into the operator's properties, so what the panel runs, a script can run too. Source Prompt has
+two steps: Make Clip (and Regenerate) put a clip in the Sequencer to judge; Generate then runs the
+video operators on that clip as a movie file."""
 
+import os
 import textwrap
 
 import bpy
@@ -16,6 +19,8 @@ from ..operators.job import format_seconds
 from ..operators.rig import has_generated_keys
 
 VIDEO_SOURCES = {"STRIP", "FILE", "FOLDER"}
+# Sources whose result is a new object or the active mesh, as the user picks.
+TARGETED_SOURCES = VIDEO_SOURCES | {"PROMPT"}
 
 
 def operator_for(settings) -> str:
@@ -24,6 +29,51 @@ def operator_for(settings) -> str:
     if settings.source == "OBJECT":
         return "actionmesh.transfer_motion"
     return "actionmesh.generate_from_video" if settings.target == "NEW" else "actionmesh.animate_from_video"
+
+
+def prompt_clip(settings) -> str:
+    """The clip Make Clip last made, when it is still on disk; else ""."""
+    path = bpy.path.abspath(settings.prompt_clip) if settings.prompt_clip else ""
+    return path if path and os.path.isfile(path) else ""
+
+
+def _fill_prompt_clip(op, settings) -> None:
+    """Generate on the prompt's clip: the whole clip, as a movie file, with its render's camera."""
+    op.source, op.input = "FILE", settings.prompt_clip
+    op.start, op.frames, op.stride = 0, 0, settings.stride
+    op.masks = settings.masks
+    if settings.target == "ACTIVE" and settings.prompt_camera:
+        op.camera, op.camera_file = "FILE", settings.prompt_camera
+
+
+def _draw_prompt(layout, settings, running: bool) -> bool:
+    """Step 1 of Source Prompt: the clip (Make Clip; once made, its name and Regenerate). True
+    when a clip is there for Generate."""
+    clip = prompt_clip(settings)
+    box = layout.box()
+    box.label(text="1. Clip: judge it in the Sequencer", icon="SEQUENCE")
+    row = box.row(align=True)
+    row.prop(settings, "prompt_seed")
+    row.prop(settings, "memory", text="")
+    row = box.row(align=True)
+    row.scale_y = 1.2
+    row.enabled = not running
+    for text, icon, again in (("Make Clip", "RENDER_ANIMATION", False), ("Regenerate", "FILE_REFRESH", True)):
+        if again and not clip:
+            continue
+        op = row.operator("actionmesh.make_clip", text=text, icon=icon)
+        op.prompt, op.target, op.seed, op.regenerate = settings.prompt, settings.target, settings.prompt_seed, again
+        op.frames, op.memory = settings.frames, settings.memory
+    if not clip:
+        _wrapped(box, "The clip comes first: Make Clip puts it in the Sequencer; judge it, then Generate the "
+                      "animation from it", icon="INFO")
+        return False
+    box.label(text=os.path.basename(clip), icon="FILE_MOVIE")
+    if settings.prompt_object:
+        box.label(text=f"Starts from a render of '{settings.prompt_object}'", icon="MESH_DATA")
+    if settings.target == "ACTIVE" and not settings.prompt_object:
+        box.label(text="Made from the prompt alone: Make Clip again to start from the mesh", icon="INFO")
+    return True
 
 
 def _fill_video(op, settings) -> None:
@@ -40,7 +90,9 @@ def _fill_video(op, settings) -> None:
 def _draw_source(layout, context, settings) -> None:
     box = layout.box()
     box.prop(settings, "source")
-    if settings.source == "STRIP":
+    if settings.source == "PROMPT":
+        box.prop(settings, "prompt", text="")
+    elif settings.source == "STRIP":
         try:
             strip = sources.find_movie_strip(context.scene)
             box.label(text=f"{strip.name}: frames {strip.frame_final_start}-{strip.frame_final_end - 1}",
@@ -58,9 +110,9 @@ def _draw_source(layout, context, settings) -> None:
     else:
         box.prop(settings, "motion_object", text="")
         box.prop(settings, "render_camera")
-    if settings.source in ("STRIP", "FILE"):
+    if settings.source in ("STRIP", "FILE", "PROMPT"):
         box.prop(settings, "masks")
-    if settings.source in VIDEO_SOURCES:
+    if settings.source in TARGETED_SOURCES:
         box.row().prop(settings, "target", expand=True)
     else:
         box.label(text="Target: the active mesh", icon="MESH_DATA")
@@ -70,7 +122,9 @@ def _draw_frames(layout, settings) -> None:
     if settings.source == "SEQUENCE":
         return
     col = layout.column(align=True)
-    if not (settings.source == "STRIP" and settings.use_strip_range):
+    if settings.source == "PROMPT":  # the clip's length, then the whole clip is used
+        col.prop(settings, "frames", text="Clip Frames (0: 16)")
+    elif not (settings.source == "STRIP" and settings.use_strip_range):
         if settings.source != "OBJECT":
             col.prop(settings, "start")
         col.prop(settings, "frames")
@@ -91,8 +145,12 @@ class VIEW3D_PT_actionmesh(bpy.types.Panel):
 
         _draw_source(layout, context, settings)
         _draw_frames(layout, settings)
+        prompt = settings.source == "PROMPT"
+        clip = _draw_prompt(layout, settings, state.running) if prompt else False
+        if prompt:
+            layout.label(text="2. Animation from the clip", icon="PLAY")
 
-        video = settings.source in VIDEO_SOURCES
+        video = settings.source in TARGETED_SOURCES
         new_object = video and settings.target == "NEW"
         col = layout.column()
         reason = ""
@@ -102,13 +160,16 @@ class VIEW3D_PT_actionmesh(bpy.types.Panel):
         else:
             if not new_object:
                 col.prop(settings, "method")
-                if video:
+                if prompt and settings.prompt_camera:
+                    col.label(text="Camera: the clip's render camera", icon="CAMERA_DATA")
+                elif video:
                     col.prop(settings, "camera")
             uses_models = new_object or settings.method in ("learned", "learned-fit")
             if uses_models:
                 col.prop(settings, "seed")
                 col.prop(settings, "quality")
-                col.prop(settings, "memory")
+                if not prompt:  # the clip's box has it: the video model uses it too
+                    col.prop(settings, "memory")
             if new_object:
                 col.prop(settings, "stage1_meshes")
             if new_object or settings.method == "learned":
@@ -118,27 +179,11 @@ class VIEW3D_PT_actionmesh(bpy.types.Panel):
 
         row = layout.row()
         row.scale_y = 1.4
-        row.enabled = not state.running and not reason
-        op = row.operator(operator_for(settings), text="Generate", icon="PLAY")
-        if settings.source == "SEQUENCE":
-            op.sequence = settings.sequence
-            op.space = settings.space
-        else:
-            _fill_video(op, settings)
-            op.seed, op.quality, op.memory = settings.seed, settings.quality, settings.memory
-            if new_object:
-                op.stage1_meshes = settings.stage1_meshes
-            else:
-                op.method = settings.method
-            if settings.source == "OBJECT":
-                op.motion_source = "OBJECT"
-                op.source_object = settings.motion_object.name if settings.motion_object else ""
-                op.render_camera = settings.render_camera
-            elif not new_object:
-                op.camera = settings.camera
+        row.enabled = not state.running and not reason and (bool(clip) or not prompt)
+        _fill_generate(row.operator(operator_for(settings), text="Generate", icon="PLAY"), settings, new_object)
         if reason:
             _wrapped(layout, reason + " (Preferences > ActionMesh), or animate a mesh with Fit", icon="INFO")
-        if video and not new_object:
+        if settings.source in VIDEO_SOURCES and not new_object:
             show = layout.operator("actionmesh.show_frame0", icon="IMAGE_BACKGROUND")
             _fill_video(show, settings)
 
@@ -160,6 +205,31 @@ class VIEW3D_PT_actionmesh(bpy.types.Panel):
             _wrapped(err, state.last_error, icon="ERROR")
         if session.busy() and not state.running:
             layout.label(text="A job is running", icon="TIME")
+
+
+def _fill_generate(op, settings, new_object: bool) -> None:
+    """Generate's operator properties from the panel's settings."""
+    if settings.source == "SEQUENCE":
+        op.sequence = settings.sequence
+        op.space = settings.space
+        return
+    op.seed, op.quality, op.memory = settings.seed, settings.quality, settings.memory
+    if new_object:
+        op.stage1_meshes = settings.stage1_meshes
+    else:
+        op.method = settings.method
+    if settings.source == "PROMPT":
+        if not new_object:
+            op.camera = settings.camera
+        _fill_prompt_clip(op, settings)
+        return
+    _fill_video(op, settings)
+    if settings.source == "OBJECT":
+        op.motion_source = "OBJECT"
+        op.source_object = settings.motion_object.name if settings.motion_object else ""
+        op.render_camera = settings.render_camera
+    elif not new_object:
+        op.camera = settings.camera
 
 
 def _wrapped(layout, text: str, icon: str, width: int = 48) -> None:
