@@ -75,6 +75,21 @@ def tiny_video_models(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def disc_masks(tmp_path_factory):
+    """16 masks of a disc in the middle of 64 x 64 frames: a subject for the tiny video models'
+    clips, which are noise (read-only for the tests)."""
+    import numpy as np
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("disc_masks")
+    yy, xx = np.mgrid[:64, :64]
+    disc = ((xx - 31.5) ** 2 + (yy - 31.5) ** 2 < 19.2 ** 2).astype(np.uint8) * 255
+    for i in range(16):
+        Image.fromarray(disc).save(folder / f"mask_{i:02d}.png")
+    return folder
+
+
+@pytest.fixture(scope="session")
 def extension_zip():
     """The extension built once per session with Blender's own builder (`build.py extension`)."""
     proc = subprocess.run([sys.executable, str(REPO / "build.py"), "extension"], cwd=REPO, capture_output=True,

@@ -8,7 +8,6 @@ scene left as it was); bad input is refused with its message and nothing changed
 The clips are noise, so the mesh jobs get masks: a disc per frame.
 """
 
-import json
 
 import numpy as np
 from PIL import Image
@@ -76,22 +75,13 @@ def panel_button(log, text):
 '''
 
 
-def _discs(folder, n=16, size=64):
-    """One mask per frame of the clip: a disc in the middle."""
-    folder.mkdir()
-    yy, xx = np.mgrid[:size, :size]
-    disc = ((xx - size / 2 + 0.5) ** 2 + (yy - size / 2 + 0.5) ** 2 < (0.3 * size) ** 2).astype(np.uint8) * 255
-    for i in range(n):
-        Image.fromarray(disc).save(folder / f"mask_{i:02d}.png")
-    return folder
-
-
-def test_new_object_make_clip_regenerate_undo_then_generate(bpy_version, extension_zip, tiny_video_models, tmp_path):
+def test_new_object_make_clip_regenerate_undo_then_generate(bpy_version, extension_zip, tiny_video_models, disc_masks,
+                                                             tmp_path):
     """Make Clip (target New Object): a 16-frame movie strip named after the prompt at the scene's
     start, the settings remember it, the status line names model, seed and seconds; Regenerate
     makes seed + 1's on the next channel, and one undo takes it (strip and settings) back; the
     panel's Generate then makes a new object with one AM_ key per frame of the clip."""
-    masks = _discs(tmp_path / "masks")
+    masks = disc_masks
     script = PRELUDE.format(zip=extension_zip) + VIDEO_PRELUDE + PROMPT_PRELUDE + f'''
 scene = bpy.context.scene
 scene.render.fps, scene.render.fps_base = 24, 1.0
@@ -175,13 +165,13 @@ result(**out)
     assert gen["frames"][:3] == [5, 6.5, 8], gen["frames"]
 
 
-def test_active_mesh_first_frame_render_then_fit(bpy_version, extension_zip, tiny_video_models, tmp_path):
+def test_active_mesh_first_frame_render_then_fit(bpy_version, extension_zip, tiny_video_models, disc_masks, tmp_path):
     """Make Clip (target Active Mesh) renders the mesh as view.png, through a temporary framing
     camera without a scene camera, and through the scene camera with one (its camera.json then
     projects as Blender's own view does), leaving render settings, camera, frame, selection and
     data as they were; the image-to-video model continues it. The panel's Generate fits the mesh
     to the clip through the render's camera: AM_ keys on the mesh."""
-    masks = _discs(tmp_path / "masks")
+    masks = disc_masks
     script = PRELUDE.format(zip=extension_zip) + VIDEO_PRELUDE + PROMPT_PRELUDE + f'''
 from bpy_extras.object_utils import world_to_camera_view
 from mathutils import Vector

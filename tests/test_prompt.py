@@ -16,22 +16,8 @@ PROMPT = "a red dragon flapping its wings, side view"
 
 
 @pytest.fixture(scope="module")
-def video_models(tmp_path_factory):
-    """The tiny set with the video models and RMBG, and 16 disc masks for the tiny clips (their
-    frames are noise: the masks stand in for a subject)."""
-    from PIL import Image
-
-    root = tmp_path_factory.mktemp("video_models")
-    proc = run_backend("models", "tiny-random", root / "models", "--with-video", "--with-rmbg",
-                       env={"HF_HUB_CACHE": str(root / "unused")})
-    assert proc.returncode == 0, proc.stderr
-    masks = root / "masks"
-    masks.mkdir()
-    yy, xx = np.mgrid[:64, :64]
-    for i in range(16):
-        disc = (xx - 30 - 0.4 * i) ** 2 + (yy - 33) ** 2 < 17 ** 2
-        Image.fromarray(disc.astype(np.uint8) * 255).save(masks / f"{i:02d}.png")
-    return root / "models", masks
+def video_models(tiny_video_models, disc_masks):
+    return tiny_video_models, disc_masks
 
 
 def _cube_with_view(folder: Path):
