@@ -407,6 +407,39 @@ def test_batch_through_the_service_reports_rows_done_failed_running(tmp_path):
     assert (tmp_path / "out" / "rig" / "rig.npz").is_file() and (tmp_path / "out" / "reg" / "animated.glb").is_file()
 
 
+def test_a_cancelled_batch_stops_its_rows_and_publishes_nothing_half_done(shared_examples, tmp_path):
+    """The add-on's Cancel: the running rows are stopped (their workers with them), recorded as
+    cancelled, and nothing of theirs is published; the service answers "cancelled"."""
+    panda = shared_examples / "panda"
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("".join(json.dumps({"name": f"shot-{i}", "input": str(panda), "mesh": str(panda / "panda.glb"),
+                                            "method": "fit", "frames": 4}) + "\n" for i in range(2)))
+    env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONDONTWRITEBYTECODE="1")
+    serve = subprocess.Popen([sys.executable, "-m", "backend", "serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, text=True, env=env, cwd=tmp_path, bufsize=1)
+    out = tmp_path / "out"
+    try:
+        json.loads(serve.stdout.readline())
+        serve.stdin.write(json.dumps({"type": "submit", "job": "b2", "command": "batch",
+                                      "args": {"manifest": str(manifest), "out": str(out)}}) + "\n")
+        serve.stdin.flush()
+        while True:
+            event = json.loads(serve.stdout.readline())
+            assert event["type"] in ("accepted", "progress"), event
+            if event["type"] == "progress" and ", 0 running, " not in event["message"]:
+                break
+        serve.stdin.write(json.dumps({"type": "cancel", "job": "b2"}) + "\n")
+        serve.stdin.flush()
+        while event["type"] == "progress" or event["type"] == "accepted":
+            event = json.loads(serve.stdout.readline())
+    finally:
+        serve.stdin.close()
+        serve.wait(30)
+    assert event == {"type": "cancelled", "job": "b2"}
+    assert {r["status"] for r in _records(out).values()} == {"cancelled"}
+    assert sorted(p.name for p in out.iterdir()) == [".batch", "batch.jsonl"]
+
+
 # ------------------------------------------------------------------ the benchmark
 
 

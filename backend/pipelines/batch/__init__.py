@@ -27,7 +27,7 @@ from typing import List, Optional
 
 from ...errors import BadInput, Cancelled
 from ...jobs import JobContext
-from .engine import Cluster, check_gpus, task_gpus
+from .engine import Cluster, check_gpus, preflight, task_gpus
 from .manifest import Row, read_manifest
 from .progress import BatchProgress
 from .rows import WORKSPACE, attempts_of, is_complete, run_row
@@ -47,6 +47,7 @@ def run_batch(ctx: JobContext, *, manifest: str, out: str, ray: Optional[str] = 
     started = time.monotonic()
     gpus_per_task, cpus_per_task, retries = _check_numbers(gpus_per_task, cpus_per_task, retries)
     rows = read_manifest(manifest)
+    preflight(ray)
     out_dir = Path(out).expanduser().resolve()
     if out_dir.exists() and not out_dir.is_dir():
         raise BadInput(f"--out {out_dir} exists and is not a folder")
@@ -155,6 +156,10 @@ def _outcome(ray, ref, row: Row, out_dir: Path, run: str, retries: int) -> dict:
     """The task's record, or a failed one saying how its worker was lost."""
     try:
         return ray.get(ref)
+    except ray.exceptions.RayTaskError as exc:  # run_row itself raised (its rows' own errors are records)
+        cause = exc.cause if getattr(exc, "cause", None) is not None else exc
+        return {"status": "failed", "code": "internal", "attempts": len(attempts_of(out_dir, row.name, run)),
+                "error": f"{type(cause).__name__}: {cause}"[:2000]}
     except ray.exceptions.RayError as exc:
         attempts = len(attempts_of(out_dir, row.name, run))
         text = str(exc).strip().splitlines()

@@ -42,6 +42,21 @@ def import_ray():
     return ray
 
 
+def preflight(address: Optional[str]) -> None:
+    """What can be refused before anything is written: no Ray here, an address in no known form,
+    a head that does not answer, Ray Client without its transport."""
+    import_ray()
+    if address is None or address == "auto":
+        return
+    if address.startswith("ray://"):
+        try:
+            import grpc  # noqa: F401  Ray Client's transport
+        except ImportError:
+            raise Unsupported(f"--ray {address} is Ray Client, which needs `pip install 'ray[client]=="
+                              f"{RAY_VERSION}'` here; or run batch on a machine of the cluster with --ray auto") from None
+    _check_reachable(address)
+
+
 class Cluster:
     """`with Cluster(address) as cluster:` Ray started here (address None) or joined; shut down or
     left on exit. cluster.gpus: the most GPUs any one machine has (what one task can ask for)."""
@@ -83,14 +98,6 @@ class Cluster:
         """An existing cluster; our code travels with the tasks (py_modules), the nodes need the
         backend's requirements and this Ray."""
         ray, address = self.ray, self.address
-        if address.startswith("ray://"):
-            try:
-                import grpc  # noqa: F401  Ray Client's transport
-            except ImportError:
-                raise Unsupported(f"--ray {address} is Ray Client, which needs `pip install 'ray[client]=="
-                                  f"{RAY_VERSION}'` here; or run batch on a machine of the cluster with --ray auto")
-        if address != "auto":
-            _check_reachable(address)
         backend = PACKAGE_ROOT / "backend"
         # The tiny weights travel too (register's learned rows read them): 19 MB, said once a run.
         _drop_notice("ray._private.runtime_env.packaging", "is very large")
@@ -136,8 +143,20 @@ def _check_reachable(address: str) -> None:
                        "(`ray start --head` there), and is the port open from here?") from None
 
 
+class _DropNotice(logging.Filter):
+    def __init__(self, words: str):
+        super().__init__()
+        self.words = words
+
+    def filter(self, record) -> bool:
+        return self.words not in record.getMessage()
+
+
 def _drop_notice(logger: str, words: str) -> None:
-    logging.getLogger(logger).addFilter(lambda record: words not in record.getMessage())
+    """One of Ray's notices left out (once per process, however many batches it runs)."""
+    target = logging.getLogger(logger)
+    if not any(isinstance(f, _DropNotice) and f.words == words for f in target.filters):
+        target.addFilter(_DropNotice(words))
 
 
 def task_gpus(row, gpus_per_task: float, cluster_gpus: float) -> float:

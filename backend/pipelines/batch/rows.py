@@ -67,6 +67,7 @@ def run_row(out: str, row: dict, run: str) -> dict:
     _clear_earlier_attempts(space, out_dir, name)
     attempt = _log_start(space, out_dir, name, run)
     record = {"status": "failed", "attempts": attempt, "host": socket.gethostname(), "pid": os.getpid()}
+    _share_threads()
     meter = PeakMemory()
     started = time.monotonic()
     try:
@@ -83,6 +84,16 @@ def run_row(out: str, row: dict, run: str) -> dict:
         record.update(seconds=round(time.monotonic() - started, 3), **meter.stop())
     shutil.rmtree(space / f"attempt-{attempt}-{os.getpid()}", ignore_errors=True)
     return record
+
+
+def _share_threads() -> None:
+    """OpenCV's threads to the CPUs the row asked for (Ray sets OMP_NUM_THREADS, which torch
+    follows, to them; OpenCV, which the fit's optical flow runs on, would take every core)."""
+    threads = os.environ.get("OMP_NUM_THREADS", "")
+    if threads.isdigit() and int(threads) > 0:
+        import cv2
+
+        cv2.setNumThreads(int(threads))
 
 
 def _clear_earlier_attempts(space: Path, out_dir: Path, name: str) -> None:
