@@ -358,10 +358,9 @@ def test_a_second_run_skips_the_finished_rows_and_retries_the_failed(first_run, 
 # ------------------------------------------------------------------ the service
 
 
-def test_batch_through_the_service_reports_rows_done_failed_running(tmp_path):
-    """The add-on's path: `batch` in the backend service, with register and rig rows (the other two
-    commands a row may name) and a row that fails; progress events carry the counts (step/total:
-    rows with an outcome of all rows); the protocol stream stays clean while Ray runs."""
+def _small_rows(tmp_path: Path) -> Path:
+    """A manifest of quick rows needing no shared data: a register row (--method optimize on a
+    3-frame sequence), a rig row (2 bones on that motion) and a rig row whose animation is missing."""
     import trimesh
 
     from backend.io.mesh import write_animation_npz
@@ -377,6 +376,14 @@ def test_batch_through_the_service_reports_rows_done_failed_running(tmp_path):
          "method": "optimize"},
         {"name": "rig", "command": "rig", "animation": "motion.npz", "bones": 2},
         {"name": "lost", "command": "rig", "animation": "absent/animation.npz"}]) + "\n")
+    return manifest
+
+
+def test_batch_through_the_service_reports_rows_done_failed_running(tmp_path):
+    """The add-on's path: `batch` in the backend service, with register and rig rows (the other two
+    commands a row may name) and a row that fails; progress events carry the counts (step/total:
+    rows with an outcome of all rows); the protocol stream stays clean while Ray runs."""
+    manifest = _small_rows(tmp_path)
     env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONDONTWRITEBYTECODE="1")
     serve = subprocess.Popen([sys.executable, "-m", "backend", "serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                              stderr=subprocess.DEVNULL, text=True, env=env, cwd=tmp_path, bufsize=1)
@@ -438,6 +445,39 @@ def test_a_cancelled_batch_stops_its_rows_and_publishes_nothing_half_done(shared
     assert event == {"type": "cancelled", "job": "b2"}
     assert {r["status"] for r in _records(out).values()} == {"cancelled"}
     assert sorted(p.name for p in out.iterdir()) == [".batch", "batch.jsonl"]
+
+
+def test_an_existing_cluster_runs_the_rows_with_our_code_sent_along(tmp_path):
+    """--ray HOST:PORT: a cluster started elsewhere (here a Ray head in another process, token
+    authentication on, its workers started in a folder without the backend) runs the rows; the
+    backend reaches its workers through Ray's py_modules, as on machines that have only the
+    requirements installed."""
+    manifest = _small_rows(tmp_path)
+    (tmp_path / "head").mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(RAY_AUTH_MODE="token", RAY_USAGE_STATS_ENABLED="0")
+    head = subprocess.Popen([sys.executable, "-c", (
+        "import sys, ray\n"
+        "info = ray.init(address='local', num_cpus=2, include_dashboard=False, object_store_memory=100 * 2 ** 20,"
+        " log_to_driver=False, logging_level='ERROR')\n"
+        "print(info.address_info['gcs_address'], flush=True)\n"
+        "sys.stdin.read()\n"
+        "ray.shutdown()\n")], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        env=env, cwd=tmp_path / "head")
+    try:
+        address = head.stdout.readline().strip()
+        assert address, "the head did not start"
+        # The driver too starts outside the repository: Ray puts its folder on the workers' path.
+        proc = subprocess.run([sys.executable, "-m", "backend", "batch", str(manifest), "--out", str(tmp_path / "out"),
+                               "--ray", address, "--json"], env={**env, "PYTHONPATH": str(REPO)},
+                              cwd=tmp_path / "head", capture_output=True, text=True, timeout=300)
+    finally:
+        head.stdin.close()
+        head.wait(60)
+    assert proc.returncode == 1, proc.stderr[-3000:]  # the row without its animation
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert (summary["done"], summary["failed"]) == (2, 1) and summary["engine"].startswith(f"ray 2.60.0 {address}")
+    assert (tmp_path / "out" / "rig" / "rigged.glb").is_file() and (tmp_path / "out" / "reg" / "animation.npz").is_file()
 
 
 # ------------------------------------------------------------------ the benchmark
