@@ -87,6 +87,16 @@ def test_a_jsonl_manifest_takes_typed_values_and_names_prompt_rows(tmp_path):
     assert second.name == "seq" and second.args["fps"] == 30.0 and second.line == 3
 
 
+def test_the_readmes_example_manifest_reads(tmp_path):
+    from backend.pipelines.batch.manifest import read_manifest
+
+    readme = (REPO / "README.md").read_text()
+    example = readme[readme.index("```csv\n", readme.index("## Many clips")) + 7:]
+    rows = read_manifest(_write(tmp_path / "shots.csv", example[:example.index("```")]))
+    assert [r.name for r in rows] == ["walk", "run", "wave"]
+    assert rows[2].args["prompt"] == "waves its right arm, side view" and rows[1].args["frames"] == 24
+
+
 @pytest.mark.parametrize("text, expected", [
     ("name,input,colour\na,x.mp4,red\n", "unknown column(s) colour; the columns are name, command"),
     ("name,input\na,x.mp4\na,y.mp4\n", "output name 'a' is used by lines 2, 3"),

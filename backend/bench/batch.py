@@ -55,6 +55,8 @@ def run(panda: Path, rows: int, frames: int, scratch: Path) -> dict:
     if proc.returncode != 0:
         raise SystemExit(f"batch failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    row_seconds = [e["seconds"] for e in map(json.loads, (scratch / "ray" / "batch.jsonl").read_text().splitlines())
+                   if e.get("kind") == "row" and e.get("status") == "done"]
 
     loop = "set -e\n" + "".join(f"{python} -m backend {' '.join(map(shlex.quote, _generate_args(r, scratch / 'loop')))} "
                                 "> /dev/null 2>&1\n" for r in table)
@@ -67,7 +69,8 @@ def run(panda: Path, rows: int, frames: int, scratch: Path) -> dict:
     return {"rows": rows, "frames": frames, "clip": str(panda),
             "ray": {"seconds": round(ray_seconds, 2), "rows_per_minute": round(60 * rows / ray_seconds, 2),
                     "engine": summary["engine"], "start_seconds": summary["engine_start_seconds"],
-                    "stop_seconds": summary["engine_stop_seconds"], "done": summary["done"]},
+                    "stop_seconds": summary["engine_stop_seconds"], "done": summary["done"],
+                    "row_seconds_mean": round(sum(row_seconds) / max(len(row_seconds), 1), 2)},
             "loop": {"seconds": round(loop_seconds, 2), "rows_per_minute": round(60 * rows / loop_seconds, 2)}}
 
 
@@ -78,7 +81,9 @@ def print_table(figures: dict) -> None:
     print(f"{'batch, local Ray':<34} {ray['seconds']:>8.1f} {ray['rows_per_minute']:>9.2f}")
     print(f"{'generate in a shell loop':<34} {loop['seconds']:>8.1f} {loop['rows_per_minute']:>9.2f}")
     print(f"speed-up {ray['rows_per_minute'] / loop['rows_per_minute']:.2f}x; {ray['engine']}; "
-          f"Ray's start {ray['start_seconds']:.1f} s and stop {ray['stop_seconds']:.1f} s included")
+          f"Ray's start {ray['start_seconds']:.1f} s and stop {ray['stop_seconds']:.1f} s included; a row "
+          f"{ray['row_seconds_mean']:.1f} s on average in Ray's workers, {loop['seconds'] / figures['rows']:.1f} s "
+          "in the loop (its start included)")
 
 
 def main(argv=None) -> int:
