@@ -8,7 +8,7 @@ import sys
 
 from .errors import BackendError
 
-BENCHES = ("register", "extract", "generate", "fit", "keys", "rig")
+BENCHES = ("register", "extract", "generate", "fit", "keys", "rig", "batch")
 # The Blender extension carries what its users run; the benchmarks (backend/bench) and training
 # (backend/train) stay in the repository, for developers.
 DEVELOPER_TOOLS_MISSING = (
@@ -136,6 +136,23 @@ def _parser() -> argparse.ArgumentParser:
     rig.add_argument("--seed", type=int, default=0)
     rig.add_argument("--json", action="store_true", help="print the result as one JSON line")
 
+    bat = sub.add_parser("batch", help="many clips: every row of a manifest (CSV or JSON lines) through generate, "
+                         "register or rig, as Ray tasks on this machine or a cluster; resumable")
+    bat.add_argument("manifest", help="one job a row: name, command (generate, register, rig) and the command's "
+                                      "options as columns (README, Many clips)")
+    bat.add_argument("--out", required=True, help="folder for the rows' results (OUT/<name>) and batch.jsonl; "
+                                                  "on a cluster, a folder every machine sees at this path")
+    bat.add_argument("--ray", default=None, metavar="ADDRESS",
+                     help="an existing Ray cluster: auto (this machine's), HOST:PORT or ray://HOST:PORT; default: a "
+                          "Ray cluster of this machine, started for the batch")
+    bat.add_argument("--gpus-per-task", type=float, default=1.0,
+                     help="GPUs for each row that uses one (default 1; 0.5: two rows share a GPU); ignored on a "
+                          "cluster without GPUs")
+    bat.add_argument("--cpus-per-task", type=float, default=1.0, help="CPUs for each row (default 1)")
+    bat.add_argument("--retries", type=int, default=2,
+                     help="how often a row whose worker was lost is started again (default 2)")
+    bat.add_argument("--json", action="store_true", help="print the summary as one JSON line")
+
     ex = sub.add_parser("example", help="write a synthetic example: a reference mesh and a sequence to register")
     ex.add_argument("--out", required=True)
     ex.add_argument("--frames", type=int, default=16)
@@ -177,6 +194,38 @@ def _run_job(fn, as_json: bool, **kwargs) -> int:
     return 0
 
 
+def _run_batch(args) -> int:
+    """batch: a bar on stderr; exit 0 when every row is done (or was before), 1 when rows failed."""
+    from .jobs import JobContext, bar_sink
+    from .pipelines import run_batch
+
+    import contextlib
+
+    try:
+        # Ray prints its own notices (a lost worker) to stdout: stdout carries only the summary.
+        with contextlib.redirect_stdout(sys.stderr):
+            result = run_batch(JobContext(bar_sink()), manifest=args.manifest, out=args.out, ray=args.ray,
+                               gpus_per_task=args.gpus_per_task, cpus_per_task=args.cpus_per_task,
+                               retries=args.retries)
+    except BackendError as exc:
+        print(f"error ({exc.code}): {exc.message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: the rows done so far are published in {args.out} (batch.jsonl says which); run "
+              "the same command again to go on", file=sys.stderr)
+        return 130
+    for warning in result["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
+    for row in result["failed_rows"]:
+        print(f"failed: {row['name']} (manifest line {row['line']}): {row['error']}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for key in ("out", "log", "rows", "done", "failed", "skipped", "engine", "seconds"):
+            print(f"{key}: {result[key]}")
+    return 1 if result["failed"] else 0
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     # eval, bench, models, weights and plan own their options (argparse's REMAINDER cannot forward a
@@ -211,6 +260,8 @@ def main(argv=None) -> int:
             from .bench.keys import main as bench_main
         elif argv[1] == "rig":
             from .bench.rig import main as bench_main
+        elif argv[1] == "batch":
+            from .bench.batch import main as bench_main
         else:
             from .bench.register import main as bench_main
         return bench_main(argv[2:])
@@ -219,6 +270,8 @@ def main(argv=None) -> int:
         from .service import serve
 
         return serve()
+    if args.command == "batch":
+        return _run_batch(args)
     if args.command == "example":
         from .synthetic.example import write_creature_example
 

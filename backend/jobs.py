@@ -43,3 +43,27 @@ def console_sink(stream=sys.stderr) -> ProgressSink:
         print(f"[{time.monotonic() - start:6.1f}s] {stage:<9} {frac:>7} {message}", file=stream, flush=True)
 
     return sink
+
+
+def bar_sink(stream=sys.stderr, width: int = 24) -> ProgressSink:
+    """Progress as one bar that redraws itself on a terminal (a line per change elsewhere, e.g. a
+    log file): `stage [#####-----] step/total message`, cut to the terminal's width."""
+    import shutil
+
+    tty = hasattr(stream, "isatty") and stream.isatty()
+    shown = [None]
+
+    def sink(stage: str, step: int, total: int, message: str) -> None:
+        filled = int(width * step / total) if total else 0
+        line = f"{stage} [{'#' * filled}{'-' * (width - filled)}] {step}/{total} {message}"
+        if line == shown[0]:
+            return
+        if tty:
+            columns = shutil.get_terminal_size((100, 20)).columns
+            stream.write("\r\x1b[K" + line[:max(columns - 1, 20)] + ("\n" if total and step >= total else ""))
+        else:
+            stream.write(line + "\n")
+        shown[0] = line
+        stream.flush()
+
+    return sink

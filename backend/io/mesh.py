@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BadInput
+from .files import as_created
 
 MESH_SUFFIXES = (".obj", ".ply", ".stl", ".glb", ".gltf", ".off")
 # Beyond this a reference is refused up front rather than risking hours or swap on a laptop.
@@ -74,13 +75,15 @@ def list_sequence(directory: str | os.PathLike) -> list[Path]:
 
 
 def atomic_write(path: Path, write) -> None:
-    """Write via a temp file in the same folder, then rename: a killed job never leaves half a file."""
+    """Write via a temp file in the same folder, then rename: a killed job never leaves half a file.
+    The file ends with a new file's permissions (mkstemp's are 0600; backend.io.files)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=str(path.parent))
     os.close(fd)
     try:
         write(tmp)
+        as_created(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -24,6 +24,7 @@ from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
 import numpy as np
 
+from ...io.files import tree_as_created
 from ...jobs import JobContext
 
 OUTPUT_NAMES = ("animation.npz", "animated.glb", "anchor.glb", "report.json", "stage1", "prompt_video.mp4")
@@ -33,7 +34,10 @@ FIT_REPORT_ONLY = ("camera_used", "settings", "seconds")
 
 
 def publish(tmp: Path, out: Path) -> None:
-    """Move the finished folder into place; an earlier result there is replaced."""
+    """Move the finished folder into place; an earlier result there is replaced. It is published
+    with the permissions mkdir and open would give (mkdtemp's 0700 would hide it from the other
+    users of a shared folder)."""
+    tree_as_created(tmp)
     if out.exists():
         old = out.with_name(f".{out.name}.replaced-{os.getpid()}")
         os.replace(out, old)
