@@ -49,11 +49,11 @@ def preflight(address: Optional[str]) -> None:
     if address is None or address == "auto":
         return
     if address.startswith("ray://"):
-        try:
-            import grpc  # noqa: F401  Ray Client's transport
-        except ImportError:
+        import importlib.util
+
+        if importlib.util.find_spec("grpc") is None:  # Ray Client's transport
             raise Unsupported(f"--ray {address} is Ray Client, which needs `pip install 'ray[client]=="
-                              f"{RAY_VERSION}'` here; or run batch on a machine of the cluster with --ray auto") from None
+                              f"{RAY_VERSION}'` here; or run batch on a machine of the cluster with --ray auto")
     _check_reachable(address)
 
 
