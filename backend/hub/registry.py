@@ -177,25 +177,26 @@ class VideoModel:
     resident_gib: float  # the peak with every part on the GPU (`plan --prompt`, 17 frames): less memory -> offload
 
 
+def _wan_files(text_encoder_shards: int, transformer_shards: int) -> Tuple[str, ...]:
+    """A Wan diffusers repository's files we take: configs, the tokenizer's tokenizer.json, the
+    sharded text encoder and transformer with their indexes, the VAE."""
+    def shards(prefix: str, count: int) -> Tuple[str, ...]:
+        return tuple(f"{prefix}-{i:05d}-of-{count:05d}.safetensors" for i in range(1, count + 1))
+
+    return ("model_index.json", "scheduler/scheduler_config.json",
+            "text_encoder/config.json", *shards("text_encoder/model", text_encoder_shards),
+            "text_encoder/model.safetensors.index.json",
+            "tokenizer/special_tokens_map.json", "tokenizer/tokenizer.json", "tokenizer/tokenizer_config.json",
+            "transformer/config.json", *shards("transformer/diffusion_pytorch_model", transformer_shards),
+            "transformer/diffusion_pytorch_model.safetensors.index.json",
+            "vae/config.json", "vae/diffusion_pytorch_model.safetensors")
+
+
 WAN_T2V = ModelSpec(
     name="wan2.1-t2v-1.3b",
     repo_id="Wan-AI/Wan2.1-T2V-1.3B-Diffusers",
     revision="0fad780a534b6463e45facd96134c9f345acfa5b",
-    files=(
-        "model_index.json",
-        "scheduler/scheduler_config.json",
-        "text_encoder/config.json",
-        *(f"text_encoder/model-{i:05d}-of-00005.safetensors" for i in range(1, 6)),
-        "text_encoder/model.safetensors.index.json",
-        "tokenizer/special_tokens_map.json",
-        "tokenizer/tokenizer.json",
-        "tokenizer/tokenizer_config.json",
-        "transformer/config.json",
-        *(f"transformer/diffusion_pytorch_model-{i:05d}-of-00002.safetensors" for i in range(1, 3)),
-        "transformer/diffusion_pytorch_model.safetensors.index.json",
-        "vae/config.json",
-        "vae/diffusion_pytorch_model.safetensors",
-    ),
+    files=_wan_files(text_encoder_shards=5, transformer_shards=2),
     licence=Licence("Apache-2.0", "https://huggingface.co/Wan-AI/Wan2.1-T2V-1.3B-Diffusers", commercial_use=True),
     # all float32: text encoder (UMT5-XXL's encoder) 22.72 GB, transformer 5.68 GB, VAE 0.51 GB.
     size_bytes=28_920_000_000,
@@ -207,21 +208,7 @@ WAN_TI2V = ModelSpec(
     name="wan2.2-ti2v-5b",
     repo_id="Wan-AI/Wan2.2-TI2V-5B-Diffusers",
     revision="b8fff7315c768468a5333511427288870b2e9635",
-    files=(
-        "model_index.json",
-        "scheduler/scheduler_config.json",
-        "text_encoder/config.json",
-        *(f"text_encoder/model-{i:05d}-of-00003.safetensors" for i in range(1, 4)),
-        "text_encoder/model.safetensors.index.json",
-        "tokenizer/special_tokens_map.json",
-        "tokenizer/tokenizer.json",
-        "tokenizer/tokenizer_config.json",
-        "transformer/config.json",
-        *(f"transformer/diffusion_pytorch_model-{i:05d}-of-00005.safetensors" for i in range(1, 6)),
-        "transformer/diffusion_pytorch_model.safetensors.index.json",
-        "vae/config.json",
-        "vae/diffusion_pytorch_model.safetensors",
-    ),
+    files=_wan_files(text_encoder_shards=3, transformer_shards=5),
     licence=Licence("Apache-2.0", "https://huggingface.co/Wan-AI/Wan2.2-TI2V-5B-Diffusers", commercial_use=True),
     # text encoder bfloat16 11.36 GB, transformer float32 20.0 GB, VAE float32 2.82 GB.
     size_bytes=34_180_000_000,
