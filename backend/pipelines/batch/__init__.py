@@ -16,7 +16,6 @@ batch.jsonl is a record, never the judge) and runs the others again, failed ones
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import socket
@@ -30,7 +29,7 @@ from ...jobs import JobContext
 from .engine import Cluster, check_gpus, preflight, task_gpus
 from .manifest import Row, read_manifest
 from .progress import BatchProgress
-from .rows import WORKSPACE, attempts_of, is_complete, run_row
+from .rows import WORKSPACE, append_jsonl, attempts_of, clear_replaced, is_complete, read_jsonl, run_row
 
 LOG_NAME = "batch.jsonl"
 PROGRESS_EVERY = 5.0  # seconds between progress events when nothing but the time left changes
@@ -173,8 +172,7 @@ def _clear_workspace(out_dir: Path, rows: List[Row]) -> None:
     folders, and replaced results whose removal was cut short."""
     shutil.rmtree(out_dir / WORKSPACE / "rows", ignore_errors=True)
     for row in rows:
-        for stale in out_dir.glob(f".{row.name}.replaced-*"):
-            shutil.rmtree(stale, ignore_errors=True)
+        clear_replaced(out_dir, row.name)
     (out_dir / WORKSPACE / "rows").mkdir(parents=True, exist_ok=True)
 
 
@@ -212,11 +210,7 @@ class BatchLog:
         self.path, self.run = path, run
 
     def write(self, entry: dict) -> None:
-        line = json.dumps({"run": self.run, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **entry}, default=str)
-        with open(self.path, "a", encoding="utf-8") as log:
-            log.write(line + "\n")
-            log.flush()
-            os.fsync(log.fileno())
+        append_jsonl(self.path, {"run": self.run, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **entry})
 
     def row(self, row: Row, record: dict) -> None:
         self.write({"kind": "row", "name": row.name, "line": row.line, "command": row.command, "spec": row.spec,
@@ -225,10 +219,4 @@ class BatchLog:
 
 def read_log(path) -> List[dict]:
     """batch.jsonl's entries (a line cut short by a crash is left out)."""
-    out = []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        try:
-            out.append(json.loads(line))
-        except ValueError:
-            continue
-    return out
+    return read_jsonl(path)

@@ -33,29 +33,41 @@ from ...errors import BackendError, BadInput
 from ...jobs import JobContext
 
 WORKSPACE = ".batch"
-REPORT_KINDS = {"generate": "actionmesh-generate", "register": "actionmesh-register", "rig": "actionmesh-rig"}
+# register writes no report.json: the batch writes one of this kind for its rows.
+REGISTER_REPORT_KIND = "actionmesh-register"
 
 
 def row_space(out_dir: Path, name: str) -> Path:
     return Path(out_dir) / WORKSPACE / "rows" / name
 
 
+def append_jsonl(path: Path, entry: dict) -> None:
+    """One JSON line appended whole and synced (batch.jsonl, started.jsonl: a reader on another
+    machine of a shared folder sees whole lines, or a last one cut by a crash)."""
+    with open(path, "a", encoding="utf-8") as log:
+        log.write(json.dumps(entry, default=str) + "\n")
+        log.flush()
+        os.fsync(log.fileno())
+
+
+def read_jsonl(path: Path) -> list:
+    """The entries of a JSON-lines file; a line cut short by a killed writer is left out."""
+    out = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            continue
+    return out
+
+
 def attempts_of(out_dir: Path, name: str, run: str) -> list:
     """The attempts of row `name` in run `run` so far (started.jsonl's lines): [{pid, host, time}]."""
-    path = row_space(out_dir, name) / "started.jsonl"
     try:
-        lines = path.read_text().splitlines()
+        entries = read_jsonl(row_space(out_dir, name) / "started.jsonl")
     except OSError:
         return []
-    out = []
-    for line in lines:
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue  # a line cut short by a killed attempt
-        if entry.get("run") == run:
-            out.append(entry)
-    return out
+    return [e for e in entries if e.get("run") == run]
 
 
 def run_row(out: str, row: dict, run: str) -> dict:
@@ -98,19 +110,22 @@ def _share_threads() -> None:
 
 def _clear_earlier_attempts(space: Path, out_dir: Path, name: str) -> None:
     """What an attempt that died left: its hidden folder, and a replaced result whose removal it
-    did not finish (backend.pipelines.generate.outputs.publish)."""
+    did not finish."""
     for stale in space.glob("attempt-*"):
         shutil.rmtree(stale, ignore_errors=True)
-    for stale in out_dir.glob(f".{name}.replaced-*"):
+    clear_replaced(out_dir, name)
+
+
+def clear_replaced(out_dir: Path, name: str) -> None:
+    """Earlier results of row `name` whose removal a killed publish did not finish
+    (backend.pipelines.generate.outputs.publish names them .NAME.replaced-PID)."""
+    for stale in Path(out_dir).glob(f".{name}.replaced-*"):
         shutil.rmtree(stale, ignore_errors=True)
 
 
 def _log_start(space: Path, out_dir: Path, name: str, run: str) -> int:
-    entry = {"run": run, "pid": os.getpid(), "host": socket.gethostname(), "time": time.time()}
-    with open(space / "started.jsonl", "a", encoding="utf-8") as log:
-        log.write(json.dumps(entry) + "\n")
-        log.flush()
-        os.fsync(log.fileno())
+    append_jsonl(space / "started.jsonl", {"run": run, "pid": os.getpid(), "host": socket.gethostname(),
+                                           "time": time.time()})
     return len(attempts_of(out_dir, name, run))
 
 
@@ -128,8 +143,9 @@ def _run_and_publish(stage: Path, final: Path, row: dict, run: str) -> dict:
     fn = {"generate": run_generate, "register": run_register, "rig": run_rig}[command]
     result = fn(JobContext(), out=str(target), **row["args"])
     report_path = target / "report.json"
+    # generate and rig write their own report.json; register (no report of its own) gets one here
     report = json.loads(report_path.read_text()) if report_path.is_file() else {
-        "kind": REPORT_KINDS[command], "command": command, "settings": row["args"], **result}
+        "kind": REGISTER_REPORT_KIND, "command": command, "settings": row["args"], **result}
     report, result = _moved(report, target, final), _moved(result, target, final)
     report["batch"] = {"name": row["name"], "spec": row["spec"], "manifest": row.get("manifest"),
                        "line": row.get("line"), "run": run,

@@ -5,8 +5,8 @@ cancel leaves no partial result): animation.npz and animated.glb (as `register` 
 anchor.glb, report.json; a fit (--method fit, or learned-fit's refinement) adds camera.json (the camera
 used); --stage1-meshes adds stage1/ (each frame's Stage I latent decoded and extracted, and
 latents.npy); --prompt adds prompt_video.mp4 (the clip the video model made) and the report's
-"prompt" (an Attachment: files made before the job's own, published with them). Every method writes them through the same StagedOutput, and its report.json has the
-same layout: "kind", "command", "input" (the clip), "settings", the job's result (output paths,
+"prompt" (an Attachment: files made before the job's own, published with them). Every method
+writes them through the same StagedOutput, and its report.json has the same layout: "kind", "command", "input" (the clip), "settings", the job's result (output paths,
 sizes, device, seconds), and a fit's "fit" object (see backend.pipelines.generate.fit).
 """
 
