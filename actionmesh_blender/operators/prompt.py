@@ -30,7 +30,7 @@ import numpy as np
 
 from .. import cameras, sources
 from ..backend_client import Job
-from ..blender_mesh import Z_UP_TO_Y_UP, reference_geometry, world_matrix
+from ..blender_mesh import Z_UP_TO_Y_UP, reference_geometry, remove_object, world_matrix
 from ..config import get_prefs, models_dir, user_dir
 from ..exchange import ResultError
 from ..props import MEMORY_ITEMS, TARGET_ITEMS
@@ -69,15 +69,9 @@ def _stand_in(obj, rest: np.ndarray):
                 slot.link, slot.material = "OBJECT", own.material
         stand_in.matrix_world = obj.matrix_world
     except BaseException:
-        _remove_stand_in(stand_in)
+        remove_object(stand_in)
         raise
     return stand_in
-
-
-def _remove_stand_in(stand_in) -> None:
-    mesh = stand_in.data
-    bpy.data.objects.remove(stand_in)
-    bpy.data.meshes.remove(mesh)
 
 
 def _in_view(camera: dict, points: np.ndarray) -> float:
@@ -168,7 +162,7 @@ class ACTIONMESH_OT_make_clip(JobOperator, bpy.types.Operator):
                 camera_mode="SCENE" if camera_obj is not None else "FRAMING", size=self.render_size, aspect=aspect,
                 color_type="TEXTURE")
         finally:
-            _remove_stand_in(stand_in)
+            remove_object(stand_in)
         camera = render_camera_json(cam, width, height, Z_UP_TO_Y_UP)
         matrix = world_matrix(obj)
         world = rest.astype(np.float64) @ matrix[:3, :3].T + matrix[:3, 3]
